@@ -1,0 +1,38 @@
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from pistachio_infra import __version__
+from pistachio_infra.cli import COMMANDS, cli
+
+HEAVY = ("runpod", "pulumi", "wandb", "fabric", "huggingface_hub", "rich.progress", "paramiko")
+
+
+def test_help_lists_every_command():
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for name in COMMANDS:
+        assert name in result.output
+
+
+def test_version():
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert __version__ in result.output
+
+
+def test_help_imports_nothing_heavy():
+    code = (
+        "import sys\n"
+        "from pistachio_infra.cli import cli\n"
+        "try:\n    cli.main(['--help'], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == ""
+
+
+def test_every_command_module_loads():
+    for name in COMMANDS:
+        assert cli.get_command(None, name) is not None, name
