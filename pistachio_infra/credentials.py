@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tomllib
@@ -45,10 +46,8 @@ def get_secret(name: str, required: bool = False) -> str | None:
 
 def known_secrets() -> list[str]:
     values = [os.environ.get(n) for n in SECRET_NAMES]
-    try:
+    with contextlib.suppress(CredentialsError):
         values += list(_file_secrets().values())
-    except CredentialsError:
-        pass
     return [v for v in values if v and len(v) >= 6]
 
 

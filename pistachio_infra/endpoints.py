@@ -7,13 +7,19 @@ and credentials, so the same code path runs against the sandbox and against RunP
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .credentials import get_secret
 
 RUNPOD_REST_URL = "https://api.runpod.io/v2"
 RUNPOD_GRAPHQL_BASE = "https://api.runpod.io"
 HF_ENDPOINT = "https://huggingface.co"
+
+
+@dataclass(frozen=True)
+class RepoPin:
+    url: str
+    commit: str
 
 
 @dataclass(frozen=True)
@@ -24,6 +30,8 @@ class Cloud:
     hf_endpoint: str
     hf_token: str | None
     sandbox: bool
+    # name -> where to clone it from instead of data/sources.toml (the sandbox serves stand-in repos)
+    repo_overrides: dict[str, RepoPin] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # never show the key
         return f"Cloud(rest_url={self.rest_url!r}, sandbox={self.sandbox})"
@@ -46,6 +54,7 @@ def resolve_cloud() -> Cloud:
             hf_endpoint=info.hf_endpoint,
             hf_token=None,
             sandbox=True,
+            repo_overrides=dict(info.repos),
         )
     return Cloud(
         rest_url=os.environ.get("PISTACHIO_RUNPOD_REST_URL", RUNPOD_REST_URL),
