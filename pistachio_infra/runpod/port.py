@@ -61,8 +61,9 @@ class PodRequest(BaseModel):
     ports: list[str] = Field(default_factory=lambda: ["22/tcp"])
     env: dict[str, str] = Field(default_factory=dict)
     start_ssh: bool = True
-    interruptible: bool = False
-    min_memory_gb: int | None = None
+    interruptible: bool = False  # spot: GraphQL adapter only (REST v2 has no such field)
+    bid_per_gpu: float | None = None  # spot bid in USD per GPU-hour; None = the current minimum bid
+    min_memory_gb: int | None = None  # GraphQL minMemoryInGb; REST v2 has no such constraint
 
 
 class Pod(BaseModel):
