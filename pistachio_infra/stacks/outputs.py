@@ -1,0 +1,108 @@
+"""Where the environment stack keeps its state, and its outputs read without Pulumi.
+
+Training jobs call `outputs()` to find the model-cache volume. It reads the stack's checkpoint in the local file
+backend directly (plain JSON), so it needs neither the Pulumi CLI nor the pulumi package.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROJECT = "pistachio-env"
+CONFIG_NAMESPACE = "pistachio"
+
+
+@dataclass(frozen=True)
+class EnvOutputs:
+    stack: str
+    volume_id: str
+    data_center_id: str
+    volume_gb: int | None = None
+    template_id: str | None = None
+    image: str | None = None
+    comfyui_pod_id: str | None = None
+    comfyui_ssh_host: str | None = None
+    comfyui_ssh_port: int | None = None
+
+    @property
+    def comfyui_ssh(self) -> str | None:
+        """`host:port` of the ComfyUI pod's SSH, when it has one."""
+        if self.comfyui_ssh_host and self.comfyui_ssh_port:
+            return f"{self.comfyui_ssh_host}:{self.comfyui_ssh_port}"
+        return None
+
+
+def pulumi_dir() -> Path:
+    from ..paths import state_dir
+
+    return state_dir() / "pulumi"
+
+
+def backend_dir() -> Path:
+    """The `file://` backend: stacks' checkpoints live under `<this>/.pulumi/stacks/<project>/<stack>.json`."""
+    return pulumi_dir() / "backend"
+
+
+def default_stack() -> str:
+    """One stack per cloud, so sandbox resources never share state with real ones."""
+    from ..endpoints import sandbox_enabled
+
+    return "sandbox" if sandbox_enabled() else "main"
+
+
+def _checkpoint(stack: str) -> dict[str, Any] | None:
+    stacks = backend_dir() / ".pulumi" / "stacks"
+    for path in (stacks / PROJECT / f"{stack}.json", stacks / f"{stack}.json"):
+        if path.is_file():
+            return json.loads(path.read_text())
+        gz = path.with_name(path.name + ".gz")
+        if gz.is_file():
+            return json.loads(gzip.decompress(gz.read_bytes()))
+    return None
+
+
+def raw_outputs(stack: str | None = None) -> dict[str, Any] | None:
+    """The stack's exported outputs as Pulumi stored them, or None if the stack has never been deployed."""
+    data = _checkpoint(stack or default_stack())
+    resources = ((data or {}).get("checkpoint") or {}).get("latest", {}) or {}
+    for resource in resources.get("resources") or []:
+        if resource.get("type") == "pulumi:pulumi:Stack":
+            return dict(resource.get("outputs") or {})
+    return None
+
+
+def outputs(stack: str | None = None) -> EnvOutputs | None:
+    """The environment stack's outputs when it is deployed (volume id + data center, template, ComfyUI SSH), else
+    None. Reads the local file backend; no Pulumi CLI needed."""
+    stack = stack or default_stack()
+    raw = raw_outputs(stack)
+    if not raw or not raw.get("volume_id") or not raw.get("data_center_id"):
+        return None
+    port = raw.get("comfyui_ssh_port")
+    size = raw.get("volume_gb")
+    return EnvOutputs(
+        stack=stack,
+        volume_id=str(raw["volume_id"]),
+        data_center_id=str(raw["data_center_id"]),
+        volume_gb=int(size) if isinstance(size, int | float) else None,
+        template_id=raw.get("template_id") or None,
+        image=raw.get("image") or None,
+        comfyui_pod_id=raw.get("comfyui_pod_id") or None,
+        comfyui_ssh_host=raw.get("comfyui_ssh_host") or None,
+        comfyui_ssh_port=int(port) if isinstance(port, int | float) else None,
+    )
+
+
+def resource_count(stack: str | None = None) -> int:
+    """How many resources (besides the stack and provider entries) the stack's state holds."""
+    data = _checkpoint(stack or default_stack()) or {}
+    latest = (data.get("checkpoint") or {}).get("latest", {}) or {}
+    return sum(
+        1
+        for r in latest.get("resources") or []
+        if r.get("type") != "pulumi:pulumi:Stack" and not str(r.get("type", "")).startswith("pulumi:providers:")
+    )
