@@ -159,8 +159,12 @@ def test_gated_repo_needs_a_token(hub):
 
     local = hf_hub_download(GATED, "flux1-dev.safetensors", endpoint=endpoint, cache_dir=cache, token="hf_sandbox")
     assert load_file(local)
-    # Listing a gated repo stays public, as on the hub.
+    # Listing a gated repo stays public, as on the hub; auth_check says whether a token may download.
     assert HfApi(endpoint=endpoint, token=False).model_info(GATED).gated == "auto"
+    with pytest.raises(GatedRepoError):
+        HfApi(endpoint=endpoint, token=False).auth_check(GATED)
+    HfApi(endpoint=endpoint, token="hf_sandbox").auth_check(GATED)
+    HfApi(endpoint=endpoint, token=False).auth_check(WAN)
 
 
 def test_missing_things_map_to_huggingface_hub_errors(hub):

@@ -373,6 +373,11 @@ def create_app(root: Path) -> Starlette:
             ]
         )
 
+    async def auth_check(request: Request):
+        repo = _repo(store, request)
+        _check_gate(repo, request)
+        return JSONResponse({"accessRequest": None} if repo.gated else {})
+
     async def whoami(request: Request):
         token = _token(request)
         if token is None:
@@ -401,6 +406,7 @@ def create_app(root: Path) -> Starlette:
         Route(repo_api + "/paths-info/{revision}", guarded(paths_info), methods=["POST"]),
         Route(repo_api + "/refs", guarded(refs)),
         Route(repo_api + "/commits/{revision}", guarded(commits)),
+        Route(repo_api + "/auth-check", guarded(auth_check)),
         Route("/{org}/{name}/resolve/{revision}/{path:path}", guarded(resolve), methods=["GET", "HEAD"]),
     ]
     return Starlette(routes=routes, middleware=[Middleware(RequestLog, store=store)])

@@ -327,7 +327,10 @@ class HubStore:
                     continue
                 fault["count"] -= 1
                 remaining = [f for f in faults if f["count"] > 0]
-                _atomic_write(self.root / "faults.json", json.dumps(remaining).encode())
+                if remaining:
+                    _atomic_write(self.root / "faults.json", json.dumps(remaining).encode())
+                else:
+                    (self.root / "faults.json").unlink()
                 return fault
         return None
 
