@@ -273,7 +273,10 @@ def preflight(
     folder: str | Path, trigger: str | None = None, seed: int = 42, eval_fraction: float = 0.2
 ) -> DatasetReport:
     """`scan_dataset`, raising DatasetError (naming every problem) when the folder cannot be trained on."""
-    report = scan_dataset(folder, trigger, seed, eval_fraction)
+    return raise_if_refused(scan_dataset(folder, trigger, seed, eval_fraction))
+
+
+def raise_if_refused(report: DatasetReport) -> DatasetReport:
     if report.errors:
         raise DatasetError(
             f"{report.folder}: " + "; ".join(report.errors),

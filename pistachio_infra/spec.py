@@ -275,6 +275,13 @@ def load_project(path: str | Path | None = None) -> Project:
     return _validate(Project, _read_toml(path), path)
 
 
+def find_project(path: str | Path | None = None) -> Project | None:
+    """The project at `path` (must exist), else ./pistachio.toml when there is one, else None."""
+    if path is not None:
+        return load_project(path)
+    return load_project(PROJECT_FILE) if Path(PROJECT_FILE).is_file() else None
+
+
 def _slug(text: str) -> str:
     slug = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-_")
     return slug[:63] or "job"

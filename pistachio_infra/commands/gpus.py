@@ -1,0 +1,82 @@
+"""`gpus`: the GPU classes with their RunPod id, VRAM, training profile and price.
+
+Prices come from a `PriceSource`: the catalog's hints by default. A live source (RunPod prices and stock) plugs
+in through `live_price_source()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from ..catalog import GpuClass
+
+
+@dataclass(frozen=True)
+class PriceQuote:
+    usd_per_hr: float | None
+    source: str  # "hint" or where a live price came from
+    stock: str | None = None  # e.g. "HIGH", "LOW", "NONE"; None when unknown
+
+
+PriceSource = Callable[[list["GpuClass"]], dict[str, PriceQuote]]
+
+
+def hint_prices(classes: list[GpuClass]) -> dict[str, PriceQuote]:
+    return {c.name: PriceQuote(c.price_hint_usd_hr, "hint") for c in classes}
+
+
+def live_price_source() -> PriceSource:
+    """Live prices and stock from the RunPod API (or the sandbox)."""
+    from ..errors import ConfigError
+
+    raise ConfigError("live prices are not available in this build", "run `pistachio-infra gpus` without --live")
+
+
+def gpu_rows(classes: list[GpuClass], quotes: dict[str, PriceQuote]) -> list[list[str]]:
+    from ..catalog import profile_for
+
+    rows = []
+    for c in classes:
+        p = profile_for(c)
+        profile = (
+            f"{p.tier} GB: {p.micro_batch}×{p.grad_accum}, {p.transformer_dtype}"
+            + (f", swap {p.blocks_to_swap}" if p.blocks_to_swap else "")
+            + f", {p.optimizer}"
+        )
+        q = quotes.get(c.name)
+        price = "?" if q is None or q.usd_per_hr is None else f"${q.usd_per_hr:.2f}/h"
+        if q is not None and q.source == "hint":
+            price += " (hint)"
+        row = [c.name, c.gpu_type_id, f"{c.vram_gb} GB", profile, price]
+        if any(q.stock for q in quotes.values()):
+            row.append((q.stock if q else None) or "?")
+        rows.append(row)
+    return rows
+
+
+@click.command()
+@click.option("--live", is_flag=True, help="Current RunPod prices and stock instead of the catalog's hints.")
+def gpus(live: bool) -> None:
+    """List GPU classes with VRAM, training profile and price."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..catalog import gpu_classes
+
+    classes = list(gpu_classes().values())
+    source: PriceSource = live_price_source() if live else hint_prices
+    quotes = source(classes)
+    rows = gpu_rows(classes, quotes)
+    table = Table(title="GPU classes (profile: micro batch × accumulation, base dtype, block swap, optimizer)")
+    for column in ("class", "RunPod GPU type id", "VRAM", "training profile", "price"):
+        table.add_column(column)
+    if rows and len(rows[0]) > 5:
+        table.add_column("stock")
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)

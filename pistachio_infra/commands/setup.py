@@ -1,0 +1,134 @@
+"""`init` (pistachio.toml + pod SSH key) and `doctor` (what is missing, and how to fix it)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option(
+    "--path", "toml_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("pistachio.toml"),
+    show_default=True, help="Where to write the project file.",
+)
+@click.option("--name", default=None, help="Project name (default: the folder's name).")
+@click.option("--force", is_flag=True, help="Overwrite an existing pistachio.toml.")
+def init(toml_path: Path, name: str | None, force: bool) -> None:
+    """Write a commented pistachio.toml and create the pod SSH key (ed25519, 0600)."""
+    from ..paths import ssh_key_path
+    from ..render import render_template
+    from ..sshkeys import ensure_key_pair
+
+    if toml_path.exists() and not force:
+        click.echo(f"kept {toml_path} (exists; --force overwrites it)")
+    else:
+        project = name or re.sub(r"[^A-Za-z0-9_-]+", "-", toml_path.resolve().parent.name).strip("-") or "loras"
+        toml_path.parent.mkdir(parents=True, exist_ok=True)
+        toml_path.write_text(render_template("pistachio.toml.j2", name=project))
+        click.echo(f"wrote {toml_path}")
+
+    key = ssh_key_path()
+    existed = key.exists()
+    ensure_key_pair(key)
+    click.echo(f"{'kept' if existed else 'created'} SSH key {key} (public key: {key}.pub)")
+    click.echo("next: `pistachio-infra doctor`, then put images in the job's dataset folder")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    required: bool
+    detail: str  # what was found (never a secret's value)
+    fix: str = ""
+
+
+def _which(program: str, *extra_dirs: str) -> str | None:
+    found = shutil.which(program)
+    if found:
+        return found
+    for folder in extra_dirs:
+        candidate = Path(folder) / program
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def _secret_check(name: str, required: bool) -> Check:
+    from ..credentials import HOW_TO_GET, _file_secrets
+    from ..errors import CredentialsError
+
+    if os.environ.get(name):
+        return Check(name, True, required, "set (environment)")
+    try:
+        in_file = name in _file_secrets()
+    except CredentialsError as exc:
+        return Check(name, False, required, exc.cause, exc.fix or "")
+    if in_file:
+        return Check(name, True, required, "set (credentials file)")
+    return Check(name, False, required, "not set", HOW_TO_GET.get(name, f"export {name}=..."))
+
+
+def _key_check() -> Check:
+    from ..paths import ssh_key_path
+
+    key = ssh_key_path()
+    if not key.exists():
+        return Check("SSH key", False, True, f"{key} missing", "run `pistachio-infra init`")
+    mode = stat.S_IMODE(key.stat().st_mode)
+    if mode & 0o077:
+        return Check("SSH key", False, True, f"{key} has mode {mode:o}", f"run `chmod 600 {key}`")
+    if not key.with_name(key.name + ".pub").exists():
+        return Check("SSH key", False, True, f"{key}.pub missing", "run `pistachio-infra init` to restore it")
+    return Check("SSH key", True, True, str(key))
+
+
+def _tool_check(program: str, required: bool, why: str, fix: str, *extra_dirs: str) -> Check:
+    path = _which(program, *extra_dirs)
+    return Check(program, path is not None, required, path or f"not found ({why})", "" if path else fix)
+
+
+def run_checks(sandbox: bool) -> list[Check]:
+    apt = "sudo apt-get install -y"
+    return [
+        _secret_check("RUNPOD_API_KEY", required=not sandbox),
+        _secret_check("HF_TOKEN", required=False),
+        _secret_check("WANDB_API_KEY", required=False),
+        _key_check(),
+        _tool_check("ssh", False, "for `pistachio-infra ssh`", f"{apt} openssh-client"),
+        _tool_check(
+            "sshd", sandbox, "the sandbox's pods are local sshd servers", f"{apt} openssh-server",
+            "/usr/sbin", "/usr/local/sbin",
+        ),
+        _tool_check("rsync", False, "faster re-uploads", f"{apt} rsync"),
+        _tool_check("pulumi", False, "only for `pistachio-infra env`", "run scripts/build_pulumi.sh (or pulumi.com)"),
+    ]
+
+
+@click.command()
+def doctor() -> None:
+    """Check credentials, SSH key and tools; say how to fix what is missing. Never prints a secret."""
+    from rich.console import Console
+
+    from ..endpoints import sandbox_enabled
+
+    sandbox = sandbox_enabled()
+    checks = run_checks(sandbox)
+    console = Console(highlight=False)
+    console.print(f"pistachio-infra doctor ({'sandbox' if sandbox else 'RunPod'})")
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        status = "[green]ok      [/]" if c.ok else ("[red]missing [/]" if c.required else "[yellow]optional[/]")
+        line = f"{status} {c.name:<{width}}  {c.detail}"
+        console.print(line + (f" — {c.fix}" if c.fix else ""), soft_wrap=True)
+    missing = [c.name for c in checks if c.required and not c.ok]
+    if missing:
+        console.print(f"[red]required and missing:[/] {', '.join(missing)}")
+        raise SystemExit(1)
+    console.print("[green]ready[/]")
