@@ -27,7 +27,9 @@ CAPACITY_RE = re.compile(
     r"no (?:available )?(?:machines|instances|gpus) (?:are )?available",
     re.IGNORECASE,
 )
-BALANCE_RE = re.compile(r"insufficient (?:balance|funds|credit)|balance is too low", re.IGNORECASE)
+BALANCE_RE = re.compile(
+    r"insufficient (?:balance|funds|credit)|balance is too low|not have enough funds|add funds", re.IGNORECASE
+)
 RATE_RE = re.compile(r"rate.?limit|too many requests", re.IGNORECASE)
 TRANSIENT_RE = re.compile(r"something went wrong|internal.server.error|try again later|timed? ?out", re.IGNORECASE)
 NOT_FOUND_RE = re.compile(r"not found|does not exist|no such", re.IGNORECASE)
@@ -106,4 +108,6 @@ def error_for_message(what: str, message: str, secret: str | None = None) -> Run
         return NotFoundError(cause, FIX_NOT_FOUND)
     if re.search(r"unauthori[sz]ed|api key", message, re.IGNORECASE):
         return AuthError(cause, FIX_AUTH)
+    if re.search(r"access denied|forbidden|not allowed to|permission", message, re.IGNORECASE):
+        return AuthError(cause, FIX_FORBIDDEN)
     return ValidationError(cause, FIX_VALIDATION)
