@@ -1,0 +1,380 @@
+"""Sandbox pods: each pod is a real OpenSSH `sshd` on its own 127.0.0.1 port.
+
+Isolation, best first (chosen once per process by probing; `PodHost(isolation=...)` forces one):
+- "namespace": `unshare --mount --pid --fork --mount-proc` (plus `--user --map-current-user` when not root) runs
+  sshd as the init of a new PID namespace, with the pod's workspace bind-mounted on `/workspace`. Every process an
+  SSH session starts, detached or not, lives in that namespace, so stopping the pod is one SIGKILL of its init.
+  When `/workspace` cannot be created on this machine, the namespace still isolates processes and the pod announces
+  its workspace directory in PISTACHIO_WORKSPACE instead.
+- "session": sshd in a session of its own; the pod's processes are the sshd tree plus every process whose
+  environment carries the pod's marker (detached jobs keep it), PISTACHIO_WORKSPACE is the workspace directory.
+
+Each SSH session sees the env the server passes (RUNPOD_* and PUBLIC_KEY), PISTACHIO_WORKSPACE, PATH with the pod
+image first, and HOME = a per-pod home (fresh at each start, like a container disk) whose git config allows
+file:// submodules, which the stand-in diffusion-pipe repo uses.
+
+Files per pod under `<root>/pods/<pod_id>/`: sshd_config, host key, authorized_keys, home/, sshd.log, pod.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import getpass
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Literal
+
+from ..errors import MissingToolError
+from .image import PodImage
+
+SSHD = "/usr/sbin/sshd"
+WORKSPACE = Path("/workspace")
+MARKER = "PISTACHIO_SANDBOX_POD"
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+Isolation = Literal["auto", "namespace", "session"]
+
+GITCONFIG = """\
+[protocol "file"]
+\tallow = always
+[init]
+\tdefaultBranch = main
+[advice]
+\tdetachedHead = false
+"""
+
+
+class PodStartError(RuntimeError):
+    """sshd for a pod did not come up (bad config, port taken, …)."""
+
+
+def _sshd_path() -> str:
+    path = shutil.which("sshd") or (SSHD if os.path.exists(SSHD) else None)
+    if not path:
+        raise MissingToolError("the sandbox needs OpenSSH's sshd, which is not installed",
+                               "install it (Debian/Ubuntu: `apt-get install openssh-server`)")
+    return path
+
+
+def _unshare_args() -> list[str]:
+    user = [] if os.geteuid() == 0 else ["--user", "--map-current-user"]
+    return ["unshare", *user, "--mount", "--pid", "--fork", "--mount-proc", "--kill-child"]
+
+
+@functools.cache
+def namespaces_work() -> bool:
+    """Whether this machine lets us create mount + PID namespaces (as root, or through a user namespace)."""
+    if not shutil.which("unshare"):
+        return False
+    try:
+        result = subprocess.run([*_unshare_args(), "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
+
+
+def _workspace_mountpoint() -> bool:
+    """Whether /workspace exists (or can be made) as an empty mount point for the pods' bind mounts."""
+    with contextlib.suppress(OSError):
+        WORKSPACE.mkdir(exist_ok=True)
+    return WORKSPACE.is_dir()
+
+
+# ---- /proc helpers -------------------------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> tuple[str, int, int, int] | None:
+    """(state, ppid, session id, start time) of a live process, None if gone or a zombie."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()
+    state = fields[0]
+    if state in ("Z", "X"):
+        return None
+    return state, int(fields[1]), int(fields[3]), int(fields[19])
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _all_pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _pid_ns(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+def _has_marker(pid: int, marker: bytes) -> bool:
+    try:
+        return marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _kill(pids: list[int], sig: int = signal.SIGKILL) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+# ---- the pod host --------------------------------------------------------------------------------------------
+
+
+class PodHost:
+    def __init__(self, root: Path, image: PodImage, isolation: Isolation = "auto") -> None:
+        self.root = Path(root)
+        self.image = image
+        if isolation == "auto":
+            isolation = "namespace" if namespaces_work() else "session"
+        self.isolation = isolation
+        self._procs: dict[str, subprocess.Popen] = {}
+
+    # -- paths and records
+
+    def pod_dir(self, pod_id: str) -> Path:
+        return self.root / "pods" / pod_id
+
+    def _record(self, pod_id: str) -> dict | None:
+        try:
+            return json.loads((self.pod_dir(pod_id) / "pod.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def workspace_path(self, pod_id: str) -> str | None:
+        """What PISTACHIO_WORKSPACE says inside the pod: "/workspace" or the workspace directory."""
+        record = self._record(pod_id)
+        return record["workspace_path"] if record else None
+
+    # -- lifecycle
+
+    def start(self, pod_id: str, *, ssh_port: int, public_key: str, env: dict[str, str], workspace: Path,
+              wait: bool = True, timeout: float = 10.0) -> None:
+        """Starts the pod's sshd (stopping any earlier one of this pod); with `wait`, returns once SSH answers."""
+        self.stop(pod_id)
+        sshd = _sshd_path()
+        pod = self.pod_dir(pod_id)
+        workspace = Path(workspace).resolve()
+        workspace.mkdir(parents=True, exist_ok=True)
+        home = pod / "home"
+        shutil.rmtree(home, ignore_errors=True)
+        (home / ".ssh").mkdir(parents=True)
+        (home / ".gitconfig").write_text(GITCONFIG)
+        host_key = pod / "ssh_host_ed25519_key"
+        if not host_key.exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"pod-{pod_id}", "-f",
+                            str(host_key)], check=True, capture_output=True)
+        authorized = pod / "authorized_keys"
+        authorized.write_text(public_key.strip() + "\n")
+        authorized.chmod(0o600)
+
+        namespaced = self.isolation == "namespace"
+        mount = namespaced and _workspace_mountpoint()
+        workspace_path = str(WORKSPACE) if mount else str(workspace)
+        token = uuid.uuid4().hex
+        session_env = {
+            **env,
+            "PUBLIC_KEY": env.get("PUBLIC_KEY", public_key.strip()),
+            "PISTACHIO_WORKSPACE": workspace_path,
+            "PATH": f"{self.image.bin_dir}:{BASE_PATH}",
+            "HOME": str(home),
+            MARKER: token,
+        }
+        config = pod / "sshd_config"
+        config.write_text(self._sshd_config(ssh_port, host_key, authorized, session_env))
+        if os.geteuid() == 0:
+            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        check = subprocess.run([sshd, "-t", "-f", str(config)], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise PodStartError(f"sshd rejected the config of pod {pod_id}: {check.stderr.strip()}")
+
+        log = open(pod / "sshd.log", "ab")  # noqa: SIM115  (handed to the child)
+        sshd_cmd = [sshd, "-D", "-e", "-f", str(config)]
+        if namespaced:
+            script = 'set -e\n[ -z "$1" ] || mount --bind "$1" /workspace\nshift\nexec "$@"\n'
+            cmd = [*_unshare_args(), "--", "/bin/sh", "-c", script, "pod", str(workspace) if mount else "",
+                   *sshd_cmd]
+        else:
+            cmd = sshd_cmd
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                cwd=str(pod), env={"PATH": BASE_PATH, "LANG": "C.UTF-8", MARKER: token})
+        log.close()
+        self._procs[pod_id] = proc
+        record = {"pod_id": pod_id, "isolation": self.isolation, "port": ssh_port, "token": token,
+                  "leader": proc.pid, "leader_start": _stat(proc.pid)[3] if _stat(proc.pid) else 0,
+                  "workspace": str(workspace), "workspace_path": workspace_path}
+        if namespaced:
+            init = self._wait_for_child(proc)
+            record.update(init=init, pid_ns=_pid_ns(init) if init else None)
+        (pod / "pod.json").write_text(json.dumps(record, indent=1))
+        if wait and not self.wait_ssh_ready(pod_id, timeout):
+            tail = (pod / "sshd.log").read_text(errors="replace")[-2000:]
+            self.stop(pod_id)
+            raise PodStartError(f"pod {pod_id}: sshd did not answer on 127.0.0.1:{ssh_port} within {timeout}s\n{tail}")
+
+    @staticmethod
+    def _wait_for_child(proc: subprocess.Popen, timeout: float = 5.0) -> int | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            children = _children(proc.pid)
+            if children:
+                return children[0]
+            time.sleep(0.002)
+        return None
+
+    def _sshd_config(self, port: int, host_key: Path, authorized: Path, env: dict[str, str]) -> str:
+        lines = [
+            f"ListenAddress 127.0.0.1:{port}",
+            f"HostKey {host_key}",
+            "PidFile none",
+            "UsePAM no",
+            "StrictModes no",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PubkeyAuthentication yes",
+            "PermitRootLogin prohibit-password",
+            f"AuthorizedKeysFile {authorized}",
+            f"AllowUsers {getpass.getuser()}",
+            "Subsystem sftp internal-sftp",
+            "PermitUserRC no",
+            "PermitUserEnvironment no",
+            "PrintMotd no",
+            "PrintLastLog no",
+            "X11Forwarding no",
+            "AllowTcpForwarding yes",
+            "MaxStartups 64",
+            "MaxSessions 64",
+            "LogLevel VERBOSE",
+        ]
+        pairs = []
+        for name, value in env.items():
+            if name == "PUBLIC_KEY":  # several keys: one per line in authorized_keys, joined here
+                value = " ".join(value.split("\n")).replace("\r", "")
+            if any(c in value for c in '"\n\r\\'):
+                raise ValueError(f"pod env {name}: quotes, backslashes and newlines are not supported in the sandbox")
+            pairs.append(f'"{name}={value}"')
+        lines.append("SetEnv " + " ".join(pairs))  # sshd obeys only the first SetEnv line
+        return "\n".join(lines) + "\n"
+
+    def ssh_ready(self, pod_id: str) -> bool:
+        """Whether the pod's sshd accepts a connection and sends its SSH banner."""
+        record = self._record(pod_id)
+        if not record or not self._alive(record):
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", record["port"]), timeout=0.5) as sock:
+                sock.settimeout(0.5)
+                return sock.recv(64).startswith(b"SSH-2.0-")
+        except OSError:
+            return False
+
+    def wait_ssh_ready(self, pod_id: str, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.ssh_ready(pod_id):
+                return True
+            record = self._record(pod_id)
+            if not record or not self._alive(record):
+                return False
+            time.sleep(0.01)
+        return False
+
+    def _alive(self, record: dict) -> bool:
+        stat = _stat(record["leader"])
+        return stat is not None and stat[3] == record["leader_start"]
+
+    def processes(self, pod_id: str) -> list[int]:
+        """Host pids of every live process of the pod (sshd, sessions, detached jobs)."""
+        record = self._record(pod_id)
+        if not record:
+            return []
+        pids: set[int] = set()
+        if self._alive(record):
+            pids.add(record["leader"])
+        if record.get("pid_ns"):
+            pids.update(p for p in _all_pids() if _pid_ns(p) == record["pid_ns"] and _stat(p))
+        if record["isolation"] == "session" or not record.get("pid_ns"):
+            marker = f"{MARKER}={record['token']}".encode()
+            pids.update(p for p in _all_pids() if p != os.getpid() and _has_marker(p, marker) and _stat(p))
+        return sorted(pids)
+
+    def stop(self, pod_id: str, timeout: float = 5.0) -> None:
+        """Kills the pod's sshd and every process it started; idempotent. Raises if one survives `timeout`."""
+        record = self._record(pod_id)
+        proc = self._procs.pop(pod_id, None)
+        if record:
+            if record.get("init") and record.get("pid_ns") and _pid_ns(record["init"]) == record["pid_ns"]:
+                _kill([record["init"]])  # the namespace's init: the kernel kills everything in it
+            deadline = time.monotonic() + timeout
+            while True:
+                left = self.processes(pod_id)
+                if not left:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"pod {pod_id}: processes {left} survived stop")
+                _kill(left)
+                time.sleep(0.01)
+            (self.pod_dir(pod_id) / "pod.json").unlink(missing_ok=True)
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=timeout)
+
+    def stop_all(self) -> None:
+        """Stops every pod that has a record under this root (e.g. after a server restart)."""
+        pods = self.root / "pods"
+        if pods.is_dir():
+            for pod in sorted(pods.iterdir()):
+                if (pod / "pod.json").exists():
+                    self.stop(pod.name)
+
+    def running(self) -> list[str]:
+        pods = self.root / "pods"
+        if not pods.is_dir():
+            return []
+        return sorted(p.name for p in pods.iterdir() if (r := self._record(p.name)) and self._alive(r))
+
+    def drop_connections(self, pod_id: str) -> None:
+        """Kills the live SSH sessions (their sshd processes and the sessions they run); detached jobs survive."""
+        record = self._record(pod_id)
+        if not record:
+            return
+        pids = set(self.processes(pod_id))
+        listener = record.get("init") or record["leader"]
+        keep = {listener, record["leader"]}
+        conn_sshd: set[int] = set()
+        todo = [c for c in _children(listener) if _comm(c) == "sshd"]
+        while todo:
+            pid = todo.pop()
+            conn_sshd.add(pid)
+            todo += [c for c in _children(pid) if _comm(c) == "sshd" and c not in conn_sshd]
+        listener_stat = _stat(listener)
+        keep_sids = {listener_stat[2]} if listener_stat else set()
+        sids = {s[2] for p in conn_sshd if (s := _stat(p))}
+        for pid in conn_sshd:
+            sids.update(s[2] for c in _children(pid) if c not in conn_sshd and (s := _stat(c)))
+        sids -= keep_sids
+        victims = conn_sshd | {p for p in pids if (s := _stat(p)) and s[2] in sids}
+        _kill(sorted(victims - keep))

@@ -1,0 +1,208 @@
+"""Sandbox pods driven through PodHost and the real OpenSSH client: env, /workspace, sftp, detached jobs,
+isolation between pods, dropped connections and stop leaving no process behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from pistachio_infra.sandbox.image import PodImage
+from pistachio_infra.sandbox.podhost import PodHost, PodStartError, namespaces_work
+
+ISOLATIONS = ["namespace", "session"] if namespaces_work() else ["session"]
+
+
+@pytest.fixture(scope="session")
+def pod_image(tmp_path_factory) -> PodImage:
+    return PodImage.ensure(tmp_path_factory.mktemp("pod-image-cache"))
+
+
+@pytest.fixture(scope="session")
+def pod_key(tmp_path_factory) -> Path:
+    key = tmp_path_factory.mktemp("pod-key") / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return key
+
+
+@pytest.fixture(params=ISOLATIONS)
+def pod_host(request, tmp_path, pod_image):
+    host = PodHost(tmp_path / "sandbox", pod_image, isolation=request.param)
+    yield host
+    host.stop_all()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ssh_args(port: int, key: Path) -> list[str]:
+    return ["ssh", "-i", str(key), "-p", str(port), "-o", "StrictHostKeyChecking=no", "-o",
+            "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "root@127.0.0.1"]
+
+
+def ssh(port: int, key: Path, command: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([*ssh_args(port, key), command], capture_output=True, text=True, timeout=timeout)
+
+
+def start_pod(host: PodHost, key: Path, tmp_path: Path, pod_id: str, **env: str) -> tuple[int, Path]:
+    port = free_port()
+    workspace = tmp_path / "volumes" / pod_id
+    host.start(pod_id, ssh_port=port, public_key=key.with_suffix(".pub").read_text(), workspace=workspace,
+               env={"RUNPOD_POD_ID": pod_id, "RUNPOD_TCP_PORT_22": str(port), **env})
+    return port, workspace
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def test_ssh_sees_runpod_env_and_workspace(pod_host, pod_key, pod_image, tmp_path):
+    env = {"RUNPOD_API_KEY": "pod-scoped-key-1", "RUNPOD_PUBLIC_IP": "127.0.0.1", "RUNPOD_DC_ID": "EU-RO-1",
+           "RUNPOD_VOLUME_ID": "vol123", "PISTACHIO_STANDIN_SCENARIO": "/tmp/scenario.json"}
+    port, workspace = start_pod(pod_host, pod_key, tmp_path, "podenv1", **env)
+    assert pod_host.ssh_ready("podenv1")
+    names = [*env, "RUNPOD_POD_ID", "RUNPOD_TCP_PORT_22", "PUBLIC_KEY", "PISTACHIO_WORKSPACE"]
+    script = "; ".join(f'echo "{n}=${n}"' for n in names)
+    result = ssh(port, pod_key, script + '; echo "python=$(command -v python)"; cd "$PISTACHIO_WORKSPACE" && '
+                 "echo from-pod > made-in-pod.txt")
+    assert result.returncode == 0, result.stderr
+    seen = dict(line.split("=", 1) for line in result.stdout.splitlines())
+    for name, value in env.items():
+        assert seen[name] == value
+    assert seen["RUNPOD_POD_ID"] == "podenv1"
+    assert seen["RUNPOD_TCP_PORT_22"] == str(port)
+    assert seen["PUBLIC_KEY"] == pod_key.with_suffix(".pub").read_text().strip()
+    assert seen["python"] == str(pod_image.bin_dir / "python")
+    expected_ws = "/workspace" if pod_host.isolation == "namespace" else str(workspace.resolve())
+    assert seen["PISTACHIO_WORKSPACE"] == expected_ws == pod_host.workspace_path("podenv1")
+    assert (workspace / "made-in-pod.txt").read_text() == "from-pod\n"
+
+
+def test_wrong_key_is_refused(pod_host, pod_key, tmp_path):
+    port, _ = start_pod(pod_host, pod_key, tmp_path, "podkey1")
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    result = ssh(port, other, "true")
+    assert result.returncode == 255
+    assert "Permission denied" in result.stderr
+
+
+def test_sftp_moves_files_both_ways(pod_host, pod_key, tmp_path):
+    port, workspace = start_pod(pod_host, pod_key, tmp_path, "podsftp1")
+    ws = pod_host.workspace_path("podsftp1")
+    local = tmp_path / "up.bin"
+    local.write_bytes(os.urandom(200_000))
+    (workspace / "down.txt").write_text("from the pod\n")
+    batch = tmp_path / "batch"
+    batch.write_text(f"mkdir {ws}/in\nput {local} {ws}/in/up.bin\nget {ws}/down.txt {tmp_path}/down.txt\n")
+    result = subprocess.run(["sftp", "-b", str(batch), "-i", str(pod_key), "-P", str(port), "-o",
+                             "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                             "root@127.0.0.1"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert (workspace / "in" / "up.bin").read_bytes() == local.read_bytes()
+    assert (tmp_path / "down.txt").read_text() == "from the pod\n"
+
+
+def test_detached_job_outlives_session_but_not_the_pod(pod_host, pod_key, tmp_path):
+    port, workspace = start_pod(pod_host, pod_key, tmp_path, "poddet1")
+    result = ssh(port, pod_key, 'cd "$PISTACHIO_WORKSPACE"; setsid nohup sh -c \'echo $$ > job.pid; '
+                 "exec sleep 300' > job.log 2>&1 < /dev/null & echo launched")
+    assert result.stdout.strip() == "launched"
+    deadline = time.monotonic() + 5
+    while not (workspace / "job.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    job_in_pod = int((workspace / "job.pid").read_text())
+    # the session is over; the job is still one of the pod's processes (sleep: pid as seen on the host)
+    host_pids = pod_host.processes("poddet1")
+    jobs = [p for p in host_pids if Path(f"/proc/{p}/comm").read_text().strip() == "sleep"]
+    assert len(jobs) == 1 and alive(jobs[0])
+    if pod_host.isolation == "session":
+        assert jobs[0] == job_in_pod
+    assert ssh(port, pod_key, f"kill -0 {job_in_pod} && echo running").stdout.strip() == "running"
+
+    pod_host.stop("poddet1")
+    assert pod_host.processes("poddet1") == []
+    assert not any(alive(p) for p in host_pids)
+    assert not pod_host.ssh_ready("poddet1")
+    pod_host.stop("poddet1")  # idempotent
+
+
+def test_pods_do_not_see_each_other(pod_host, pod_key, tmp_path):
+    port_a, ws_a = start_pod(pod_host, pod_key, tmp_path, "podiso-a")
+    port_b, ws_b = start_pod(pod_host, pod_key, tmp_path, "podiso-b")
+    assert ssh(port_a, pod_key, 'echo secret-a > "$PISTACHIO_WORKSPACE/a.txt"').returncode == 0
+    listing = ssh(port_b, pod_key, 'ls -A "$PISTACHIO_WORKSPACE"')
+    assert listing.returncode == 0 and "a.txt" not in listing.stdout
+    assert (ws_a / "a.txt").exists() and not (ws_b / "a.txt").exists()
+    ssh(port_a, pod_key, "setsid nohup sleep 300 > /dev/null 2>&1 < /dev/null &")
+    pids_a, pids_b = set(pod_host.processes("podiso-a")), set(pod_host.processes("podiso-b"))
+    assert pids_a and pids_b and not pids_a & pids_b
+    if pod_host.isolation == "namespace":
+        ps = ssh(port_b, pod_key, "ps -eo comm=").stdout.split()
+        assert "sleep" not in ps  # pod b's process table holds only its own processes
+    pod_host.stop("podiso-a")
+    assert pod_host.ssh_ready("podiso-b")  # stopping a leaves b running
+    assert ssh(port_b, pod_key, "echo ok").stdout.strip() == "ok"
+
+
+def test_drop_connections_ends_live_sessions_only(pod_host, pod_key, tmp_path):
+    port, _ = start_pod(pod_host, pod_key, tmp_path, "poddrop1")
+    ssh(port, pod_key, "setsid nohup sleep 301 > /dev/null 2>&1 < /dev/null &")
+    live = subprocess.Popen([*ssh_args(port, pod_key), "echo connected; exec sleep 302"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert live.stdout.readline().strip() == "connected"
+
+        def sleepers() -> dict[str, int]:
+            found = {}
+            for pid in pod_host.processes("poddrop1"):
+                with contextlib.suppress(OSError, IndexError):
+                    found[Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1].decode()] = pid
+            return found
+
+        before = sleepers()
+        assert {"301", "302"} <= before.keys()
+        pod_host.drop_connections("poddrop1")
+        assert live.wait(timeout=10) == 255  # the client sees the connection die
+        deadline = time.monotonic() + 5
+        while alive(before["302"]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not alive(before["302"])
+        assert alive(before["301"])  # the detached job survives
+        assert ssh(port, pod_key, "echo back").stdout.strip() == "back"  # new sessions work
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_restart_gives_fresh_home_and_keeps_workspace(pod_host, pod_key, tmp_path):
+    port, _ = start_pod(pod_host, pod_key, tmp_path, "podrst1")
+    assert ssh(port, pod_key, 'touch "$HOME/scratch" "$PISTACHIO_WORKSPACE/kept"').returncode == 0
+    pod_host.stop("podrst1")
+    port2, _ = start_pod(pod_host, pod_key, tmp_path, "podrst1")
+    result = ssh(port2, pod_key, 'ls "$HOME"; ls "$PISTACHIO_WORKSPACE"; git config --global protocol.file.allow')
+    assert "scratch" not in result.stdout and "kept" in result.stdout
+    assert result.stdout.strip().endswith("always")
+
+
+def test_port_in_use_fails_start(pod_image, pod_key, tmp_path):
+    host = PodHost(tmp_path / "sandbox", pod_image)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(PodStartError, match=r"Address already in use|did not answer"):
+            host.start("podbusy", ssh_port=busy.getsockname()[1], public_key=pod_key.with_suffix(".pub").read_text(),
+                       env={}, workspace=tmp_path / "ws", timeout=3)
+    assert host.processes("podbusy") == []
