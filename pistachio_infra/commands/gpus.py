@@ -31,10 +31,28 @@ def hint_prices(classes: list[GpuClass]) -> dict[str, PriceQuote]:
 
 
 def live_price_source() -> PriceSource:
-    """Live prices and stock from the RunPod API (or the sandbox)."""
-    from ..errors import ConfigError
+    """Live prices and stock from the RunPod API (or the sandbox): per class, the on-demand price and the best
+    stock over data centers, with how many data centers have any."""
+    from ..endpoints import resolve_cloud
+    from ..pods.offers import STOCK_RANK, live_offers
+    from ..runpod import connect
+    from ..runpod.port import Stock
 
-    raise ConfigError("live prices are not available in this build", "run `pistachio-infra gpus` without --live")
+    def source(classes: list[GpuClass]) -> dict[str, PriceQuote]:
+        offers = live_offers(connect(resolve_cloud()), [c.name for c in classes])
+        quotes: dict[str, PriceQuote] = {}
+        for c in classes:
+            mine = [o for o in offers if o.gpu_class == c.name]
+            if not mine:
+                quotes[c.name] = PriceQuote(None, "live", "not offered")
+                continue
+            best = max((o.stock for o in mine), key=lambda s: STOCK_RANK[s])
+            with_stock = sum(1 for o in mine if o.stock != Stock.NONE)
+            where = f" in {with_stock}/{len(mine)} DCs" if mine[0].data_center_id else ""
+            quotes[c.name] = PriceQuote(mine[0].price_per_hr, "live", f"{best.value}{where}")
+        return quotes
+
+    return source
 
 
 def gpu_rows(classes: list[GpuClass], quotes: dict[str, PriceQuote]) -> list[list[str]]:

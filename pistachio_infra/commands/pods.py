@@ -1,0 +1,435 @@
+"""`up`, `status`, `ssh`, `logs`, `down`, `reap`: pods by hand, with the same lifecycle and teardown as jobs."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from ..endpoints import Cloud
+    from ..runpod.port import Pod, RunPodApi
+    from ..state import PodRecord, Store
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _clock(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(epoch))
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+def _open() -> tuple[Cloud, RunPodApi, Store]:
+    from ..endpoints import resolve_cloud
+    from ..runpod import connect
+    from ..state import Store
+
+    cloud = resolve_cloud()
+    return cloud, connect(cloud), Store()
+
+
+def _cloud_name(cloud: Cloud) -> str:
+    return "sandbox" if cloud.sandbox else "runpod"
+
+
+# --- up ---------------------------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--gpu", required=True, help="GPU class to rent (see `pistachio-infra gpus`).")
+@click.option("--gpu-fallback", multiple=True, help="Classes to try, in order, when --gpu has no capacity.")
+@click.option("--dc", "data_centers", multiple=True, help="Preferred data center(s), in order (default: any).")
+@click.option(
+    "--volume/--no-volume",
+    default=None,
+    help="Mount the env stack's network volume (model cache). Default: when `env up` has created one.",
+)
+@click.option("--max-hours", type=float, default=3.0, show_default=True, help="The watchdog terminates it then.")
+@click.option(
+    "--idle-minutes",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Terminate after this long with no client attached, no job running and nobody logged in.",
+)
+@click.option("--model", "models", multiple=True, help="Base models to download (default: Wan 2.1 14B + JoyCaption).")
+@click.option("--no-models", is_flag=True, help="Skip the base-model download.")
+@click.option("--no-bootstrap", is_flag=True, help="Only rent the pod and install the watchdog.")
+@click.option("--label", default="interactive", show_default=True, help="Goes into the pod's name.")
+def up(
+    gpu: str,
+    gpu_fallback: tuple[str, ...],
+    data_centers: tuple[str, ...],
+    volume: bool | None,
+    max_hours: float,
+    idle_minutes: float,
+    models: tuple[str, ...],
+    no_models: bool,
+    no_bootstrap: bool,
+    label: str,
+) -> None:
+    """Rent a ready pod: SSH, DiffusionPipe, JoyCaption and model files, guarded by its watchdog.
+
+    The pod keeps running after this command (that is its purpose) until `down`, or until its watchdog
+    terminates it: at --max-hours, or --idle-minutes after the last client/login.
+    """
+    from ..bootstrap import DEFAULT_MODELS
+    from ..catalog import base_model, gpu_class
+    from ..errors import ConfigError
+    from ..pods import PodSpec
+    from ..sshkeys import public_key
+    from ..teardown import pod_session
+    from ..watchdog import WatchdogPolicy
+
+    classes = tuple(dict.fromkeys(gpu_class(n).name for n in (gpu, *gpu_fallback)))
+    if max_hours <= 0:
+        raise ConfigError(f"--max-hours {max_hours:g} is not positive", "give the pod's maximum runtime, e.g. 3")
+    if idle_minutes <= 0:
+        raise ConfigError(f"--idle-minutes {idle_minutes:g} is not positive", "give e.g. 30")
+    wanted = () if no_models else (models or DEFAULT_MODELS)
+    for name in wanted:
+        base_model(name)
+    policy = WatchdogPolicy.from_env(max_runtime_s=max_hours * 3600, idle_s=idle_minutes * 60)
+    volume_id, volume_dc = _volume(volume)
+    console = _console()
+    cloud, api, store = _open()
+    spec = PodSpec(
+        purpose="up",
+        label=label,
+        gpu_classes=classes,
+        public_key=public_key(),
+        data_centers=data_centers,
+        network_volume_id=volume_id,
+        network_volume_dc=volume_dc,
+    )
+    t0 = time.monotonic()
+    with pod_session(
+        spec,
+        policy=policy,
+        models=None if no_bootstrap else wanted,
+        keep=True,
+        cloud=cloud,
+        api=api,
+        store=store,
+        report=lambda msg: console.print(f"  [dim]•[/dim] {msg}"),
+        bootstrap_output=_bootstrap_line(console),
+    ) as session:
+        total = time.monotonic() - t0
+        pod = session.pod
+        offer = session.ready.offer
+        where = f"{offer.gpu_class if offer else pod.gpu_type_id} in {pod.data_center_id or '?'}"
+        t = session.timings
+        console.print(
+            f"\n[bold green]ready[/bold green]  {session.name} ({pod.id}): {where}, ${session.cost_per_hr:.2f}/h"
+        )
+        console.print(f"  ssh       pistachio-infra ssh {session.name}")
+        console.print(f"            {' '.join(_ssh_argv(store, pod.id, session.ready.host, session.ready.port))}")
+        console.print(
+            f"  watchdog  terminates it at {_clock(session.deadline_epoch)} (max {max_hours:g} h), or"
+            f" {idle_minutes:g} min after the last client heartbeat or login"
+        )
+        console.print(f"  stop      pistachio-infra down {session.name}")
+        console.print(
+            f"  timings   provision {t['provision_s']:.1f}s, ssh wait {t['ssh_wait_s']:.1f}s,"
+            f" watchdog {t['watchdog_s']:.1f}s, bootstrap {t['bootstrap_s']:.1f}s, total {total:.1f}s"
+        )
+    store.close()
+
+
+def _volume(volume: bool | None) -> tuple[str | None, str | None]:
+    from ..errors import ConfigError
+
+    if volume is False:
+        return None, None
+    try:
+        from ..stacks import outputs
+    except ImportError:
+        outputs = None  # type: ignore[assignment]
+    env = outputs() if outputs is not None else None
+    if env is None:
+        if volume:
+            raise ConfigError(
+                "--volume: no network volume exists (the env stack is not deployed)",
+                "run `pistachio-infra env up` first, or use --no-volume",
+            )
+        return None, None
+    return env.volume_id, env.data_center_id
+
+
+def _bootstrap_line(console: Any) -> Any:
+    import json
+
+    def show(line: str) -> None:
+        tag, _, payload = line.partition(" ")
+        if tag in ("PISTACHIO-STEP", "PISTACHIO-MODEL"):
+            try:
+                data = json.loads(payload)
+            except json.JSONDecodeError:
+                return
+            what = data.get("step") or data.get("item")
+            mark = "[green]✓[/green]" if data.get("status") == "done" else "[dim]=[/dim]"
+            console.print(f"    {mark} {what} [dim]{data.get('status')} {data.get('seconds', 0):.1f}s[/dim]")
+
+    return show
+
+
+# --- status -------------------------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--all", "show_all", is_flag=True, help="Include pods that are gone.")
+def status(show_all: bool) -> None:
+    """Show pods (from our state, joined with the live API): status, uptime, $/h and $ so far."""
+    from rich.table import Table
+
+    from ..pods import NAME_PREFIX
+
+    cloud, api, store = _open()
+    records = store.pods(cloud=_cloud_name(cloud), live_only=not show_all)
+    live = {p.id: p for p in api.list_pods()}
+    now = time.time()
+    table = Table(title=f"pods ({'sandbox' if cloud.sandbox else 'RunPod'})")
+    for col in ("name", "pod id", "gpu", "dc", "status", "uptime", "$/h", "$ so far (est.)", "watchdog deadline"):
+        table.add_column(col)
+    total = 0.0
+    known: set[str] = set()
+    for rec in records:
+        pod = live.get(rec.pod_id or "")
+        if rec.pod_id:
+            known.add(rec.pod_id)
+        state = pod.status.value if pod else ("gone" if rec.status == "gone" else f"{rec.status}, not listed")
+        end = rec.gone_at if rec.status == "gone" and rec.gone_at else now
+        seconds = end - rec.created_at if rec.pod_id else 0.0
+        rate = (pod.cost_per_hr if pod and pod.cost_per_hr else rec.cost_per_hr) or 0.0
+        spent = rate * seconds / 3600
+        total += spent
+        table.add_row(
+            rec.name,
+            rec.pod_id or "-",
+            rec.gpu_class or rec.gpu_type_id or "?",
+            rec.data_center_id or "?",
+            state,
+            _duration(seconds),
+            f"{rate:.2f}",
+            f"{spent:.4f}",
+            _clock(rec.watchdog_deadline) if rec.watchdog_deadline else "-",
+        )
+    strangers = [p for p in live.values() if p.name.startswith(NAME_PREFIX) and p.id not in known]
+    for pod in strangers:
+        table.add_row(
+            pod.name,
+            pod.id,
+            pod.gpu_type_id or "?",
+            pod.data_center_id or "?",
+            f"{pod.status.value}, not in our state (see `reap`)",
+            _duration(pod.uptime_s or 0),
+            f"{pod.cost_per_hr:.2f}",
+            "?",
+            "?",
+        )
+    console = _console()
+    console.print(table)
+    console.print(f"total so far (est.): ${total:.4f}")
+    store.close()
+
+
+# --- ssh --------------------------------------------------------------------------------------------------
+
+
+def _find(store: Store, api: RunPodApi, pod: str) -> tuple[PodRecord | None, Pod | None]:
+    from ..errors import ConfigError
+
+    rec = store.pod(pod)
+    live = api.get_pod(rec.pod_id) if rec and rec.pod_id else None
+    if rec is None:
+        live = api.get_pod(pod) or api.find_pod_by_name(pod)
+        if live is not None:
+            rec = store.pod(live.id)
+    if rec is None and live is None:
+        raise ConfigError(f"no pod called {pod!r}", "see `pistachio-infra status` for names and ids")
+    return rec, live
+
+
+def _ssh_argv(store: Store, pod_id: str, host: str, port: int) -> list[str]:
+    """The OpenSSH client command for a pod: our key only, and the host key pinned for this pod id."""
+    from ..paths import ssh_key_path, state_dir
+
+    argv = ["ssh", "-i", str(ssh_key_path()), "-p", str(port), "-o", "IdentitiesOnly=yes"]
+    pinned = store.host_key(pod_id)
+    if pinned:
+        known = state_dir() / "ssh" / "known_hosts.d" / pod_id
+        known.parent.mkdir(parents=True, exist_ok=True)
+        known.write_text(f"[{host}]:{port} {pinned[0]} {pinned[1]}\n")
+        argv += [
+            "-o",
+            f"UserKnownHostsFile={known}",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "StrictHostKeyChecking=yes",
+        ]
+    return [*argv, f"root@{host}"]
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("pod")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--print", "print_only", is_flag=True, help="Print the ssh command instead of running it.")
+def ssh(pod: str, command: tuple[str, ...], print_only: bool) -> None:
+    """Open a shell on POD (name or id), or run COMMAND there, with our key and the pod's pinned host key."""
+    import shutil
+
+    from ..errors import ConfigError, MissingToolError
+    from ..paths import ssh_key_path
+    from ..pods.lifecycle import ReadyPod
+    from ..teardown import connect_remote
+
+    _cloud, api, store = _open()
+    rec, live = _find(store, api, pod)
+    if live is None or not live.ssh_ready:
+        state = live.status.value if live else "gone"
+        raise ConfigError(f"pod {pod} has no SSH endpoint (status {state})", "see `pistachio-infra status`")
+    if store.host_key(live.id) is None:  # first contact: pin the host key (trust on first use) through paramiko
+        if not ssh_key_path().exists():
+            raise ConfigError(f"SSH key {ssh_key_path()} does not exist", "run `pistachio-infra init`")
+        connect_remote(store, ReadyPod(rec.name if rec else live.name, live, None, [], 0, 0), timeout=30).close()
+    argv = _ssh_argv(store, live.id, live.ssh_host or "", live.ssh_port or 22) + list(command)
+    store.close()
+    if print_only:
+        click.echo(" ".join(argv))
+        return
+    if shutil.which("ssh") is None:
+        raise MissingToolError("the OpenSSH client `ssh` is not installed", "install openssh-client")
+    os.execvp("ssh", argv)
+
+
+# --- logs -------------------------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("pod")
+@click.option("--job", "job_name", help="Which detached job (default: the most recent one).")
+@click.option("--watchdog", is_flag=True, help="Show the watchdog's log instead.")
+@click.option("-f", "--follow", is_flag=True, help="Keep streaming until the job ends (survives SSH drops).")
+def logs(pod: str, job_name: str | None, watchdog: bool, follow: bool) -> None:
+    """Show a pod's job log (bootstrap, caption, train, …) or its watchdog's log."""
+    import shlex
+    import sys
+
+    from ..errors import ConfigError
+    from ..pods.lifecycle import ReadyPod
+    from ..teardown import connect_remote
+    from ..watchdog import files_for
+
+    _cloud, api, store = _open()
+    rec, live = _find(store, api, pod)
+    if live is None or not live.ssh_ready:
+        raise ConfigError(
+            f"pod {pod} is not reachable (status {live.status.value if live else 'gone'})",
+            "logs live on the pod; see `pistachio-infra status`",
+        )
+    remote = connect_remote(store, ReadyPod(rec.name if rec else live.name, live, None, [], 0, 0), timeout=30)
+
+    def out(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    try:
+        if watchdog:
+            out(remote.run(f"cat {shlex.quote(str(files_for(remote).log))} 2>/dev/null", check=False).stdout)
+            return
+        name = job_name or _latest_job(remote)
+        if name is None:
+            raise ConfigError(f"pod {pod} has no detached jobs yet", "use --watchdog for the watchdog's log")
+        if follow:
+            code = remote.follow(name, on_output=out)
+            click.echo(f"[{name} exited with {code}]", err=True)
+            return
+        offset = 0
+        while True:
+            data, offset_next = remote.read_log(name, offset)
+            if not data:
+                break
+            out(data.decode("utf-8", "replace"))
+            offset = offset_next
+    finally:
+        remote.close()
+        store.close()
+
+
+def _latest_job(remote: Any) -> str | None:
+    import shlex
+
+    jobs_dir = f"{str(remote.workspace).rstrip('/')}/.pistachio/jobs"
+    listing = remote.run(f"ls -1t {shlex.quote(jobs_dir)} 2>/dev/null", check=False).stdout.split()
+    names = [n for n in listing if n != "watchdog"]
+    return names[0] if names else None
+
+
+# --- down -------------------------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("pod", required=False)
+@click.option("--all", "everything", is_flag=True, help="Every live pod in our state.")
+def down(pod: str | None, everything: bool) -> None:
+    """Terminate POD (name or id), or --all, and wait until RunPod no longer lists it."""
+    from ..pods import PodLifecycle
+
+    if bool(pod) == everything:
+        raise click.UsageError("give a POD (name or id) or --all")
+    cloud, api, store = _open()
+    console = _console()
+    lifecycle = PodLifecycle(api, store, cloud)
+    if everything:
+        targets = [r.name for r in store.pods(cloud=_cloud_name(cloud), live_only=True)]
+    else:
+        rec, live = _find(store, api, pod or "")
+        targets = [rec.name if rec else live.id]  # type: ignore[union-attr]
+    if not targets:
+        console.print("no live pods in our state")
+    for target in targets:
+        seconds = lifecycle.terminate(target, "down")
+        console.print(f"terminated {target} ({seconds:.1f}s)")
+    store.close()
+
+
+# --- reap -------------------------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--yes", is_flag=True, help="Terminate without asking (for scripts).")
+def reap(yes: bool) -> None:
+    """Find our pods (by name prefix) that no live job is using, and terminate them after confirmation."""
+    from ..pods import PodLifecycle, find_orphans
+
+    cloud, api, store = _open()
+    console = _console()
+    orphans = find_orphans(api, store)
+    if not orphans:
+        console.print("nothing to reap: every pistachio pod at RunPod belongs to a live job or `up` session")
+        store.close()
+        return
+    for o in orphans:
+        console.print(f"  {o.pod.name} ({o.pod.id}, {o.pod.status.value}, ${o.pod.cost_per_hr:.2f}/h): {o.why}")
+    if not yes and not click.confirm(f"terminate these {len(orphans)} pod(s)?", default=False):
+        console.print("nothing terminated")
+        store.close()
+        return
+    lifecycle = PodLifecycle(api, store, cloud)
+    for o in orphans:
+        seconds = lifecycle.terminate(o.record.name if o.record else o.pod.id, f"reaped: {o.why}")
+        console.print(f"terminated {o.pod.name} ({seconds:.1f}s)")
+    store.close()
