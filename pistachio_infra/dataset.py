@@ -107,7 +107,8 @@ def image_files(folder: Path) -> list[Path]:
 
 def split_names(names: list[str], seed: int, eval_fraction: float) -> tuple[list[str], list[str]]:
     """Deterministic train/eval split: every name lands on exactly one side, the same for the same seed whatever
-    the input order, and adding an image never moves another one across. Both lists are sorted."""
+    the input order (names are ranked by sha256(seed, name); the lowest-ranked round(n × eval_fraction), at least
+    1 and at most n - 1, are held out). Both lists are sorted."""
     unique = sorted(set(names))
     if len(unique) < 2:
         raise ValueError(f"need at least 2 images to split, got {len(unique)}")

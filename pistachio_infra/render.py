@@ -97,8 +97,8 @@ def environment():
     return env
 
 
-def render_template(name: str, **context: Any) -> str:
-    return environment().get_template(name).render(**context)
+def render_template(template: str, /, **context: Any) -> str:
+    return environment().get_template(template).render(**context)
 
 
 # --- rendering ----------------------------------------------------------------------------------------------------
@@ -305,7 +305,8 @@ def _check_model(cfg: dict) -> list[str]:
     model = cfg.get("model")
     if not isinstance(model, dict):
         return ["[model] table is required (type, ckpt_path, dtype)"]
-    problems = [f"[model].{k} is required" for k in ("type", "ckpt_path", "dtype") if not model.get(k)]
+    required = ("type", "ckpt_path", "dtype") if model.get("type") == "wan" else ("type", "dtype")
+    problems = [f"[model].{k} is required" for k in required if not model.get(k)]
     for key in ("dtype", "transformer_dtype"):
         value = model.get(key)
         if value is None:

@@ -28,7 +28,7 @@ def check(folder: Path, trigger: str | None, seed: int, eval_fraction: float, ma
     from ..dataset import raise_if_refused, scan_dataset
 
     report = scan_dataset(folder, trigger=trigger, seed=seed, eval_fraction=eval_fraction)
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     console.print(
         f"{report.folder}: {len(report.usable)} usable image(s), {len(report.captioned)} captioned, "
         f"{len(report.to_caption)} to caption"

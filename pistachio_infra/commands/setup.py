@@ -120,7 +120,7 @@ def doctor() -> None:
 
     sandbox = sandbox_enabled()
     checks = run_checks(sandbox)
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     console.print(f"pistachio-infra doctor ({'sandbox' if sandbox else 'RunPod'})")
     width = max(len(c.name) for c in checks)
     for c in checks:
