@@ -1,0 +1,66 @@
+"""Remote execution on pods over SSH: wait for readiness, pinned host keys, commands, detached jobs, transfers.
+
+    from pistachio_infra.remote import Remote
+    with Remote.connect(pod_id=..., host=..., port=..., key_path=..., store=...) as pod:
+        pod.put_tree(dataset, f"{pod.workspace}/dataset")
+        pod.start_detached("train", "python train.py", env={"WANDB_API_KEY": key})
+        code = pod.follow("train", on_output=print)
+
+Names are resolved lazily so that importing the errors does not import fabric/paramiko.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .connection import Remote, RunResult
+    from .errors import (
+        HostKeyMismatchError,
+        RemoteCommandError,
+        RemoteJobError,
+        SshConnectionLostError,
+        SshNotReadyError,
+        TransferError,
+    )
+    from .jobs import DetachedJob
+    from .keys import ensure_keypair, generate_keypair
+    from .transfer import TransferStats
+
+_WHERE = {
+    "Remote": "connection",
+    "RunResult": "connection",
+    "DetachedJob": "jobs",
+    "TransferStats": "transfer",
+    "ensure_keypair": "keys",
+    "generate_keypair": "keys",
+    "HostKeyMismatchError": "errors",
+    "RemoteCommandError": "errors",
+    "RemoteJobError": "errors",
+    "SshConnectionLostError": "errors",
+    "SshNotReadyError": "errors",
+    "TransferError": "errors",
+}
+
+__all__ = [
+    "DetachedJob",
+    "HostKeyMismatchError",
+    "Remote",
+    "RemoteCommandError",
+    "RemoteJobError",
+    "RunResult",
+    "SshConnectionLostError",
+    "SshNotReadyError",
+    "TransferError",
+    "TransferStats",
+    "ensure_keypair",
+    "generate_keypair",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{module}", __name__), name)

@@ -1,0 +1,139 @@
+"""Detached jobs on a real sshd: they survive dropped SSH sessions, `follow` re-attaches without losing or repeating
+output, exit codes are recorded, a second start does not start twice, and env secrets stay in the process env."""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pistachio_infra.remote import Remote, RemoteJobError
+
+COUNT_SCRIPT = 'for i in $(seq 1 {n}); do echo "line $i ünïcode"; sleep {pause}; done; echo done; exit {code}'
+
+
+def expected_lines(n: int) -> str:
+    return "".join(f"line {i} ünïcode\n" for i in range(1, n + 1)) + "done\n"
+
+
+def test_job_survives_dropped_ssh_and_follow_gets_every_line_once(remote, pod):
+    remote.start_detached("train", COUNT_SCRIPT.format(n=30, pause=0.05, code=7))
+    chunks: list[str] = []
+    connections = [remote.connection]
+
+    def on_output(text: str) -> None:
+        chunks.append(text)
+        if len(chunks) == 1:
+            pod.drop_connections()  # kill every sshd session process while the job is half way
+
+    code = remote.follow("train", on_output=on_output, poll=0.1, reconnect_timeout=20)
+    connections.append(remote.connection)
+    assert code == 7
+    assert "".join(chunks) == expected_lines(30)
+    assert connections[0] is not connections[1], "follow should have reconnected after the drop"
+    status = remote.job("train")
+    assert status is not None and status.exit_code == 7 and not status.running and not status.lost
+
+
+def test_a_new_client_can_reattach_from_an_offset(remote, pod, ssh_key, store):
+    remote.start_detached("caption", COUNT_SCRIPT.format(n=10, pause=0.02, code=0))
+    first, offset = remote.read_log("caption", 0)
+    pod.drop_connections()
+    remote.close()
+    with Remote.connect(pod_id=pod.pod_id, host="127.0.0.1", port=pod.port, key_path=ssh_key[0], store=store,
+                        user=getpass.getuser()) as again:  # fmt: skip
+        rest: list[str] = []
+        assert again.follow("caption", offset=offset, on_output=rest.append, poll=0.05) == 0
+    assert first.decode() + "".join(rest) == expected_lines(10)
+
+
+def test_exit_code_is_recorded_and_read_log_pages(remote):
+    job = remote.start_detached("quick", "echo hello; echo oops >&2; exit 3")
+    assert job.pid is not None and job.log_path.endswith("/.pistachio/jobs/quick/log")
+    deadline = time.monotonic() + 10
+    while (status := remote.job("quick")).running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert status.exit_code == 3 and not status.running
+    data, offset = remote.read_log("quick", 0)
+    assert data == b"hello\noops\n" and offset == len(data)
+    assert remote.read_log("quick", offset) == (b"", offset)
+    assert remote.read_log("quick", 6) == (b"oops\n", 11)
+    assert remote.job("never-started") is None
+
+
+def test_starting_a_running_job_again_returns_it(remote, pod, ssh_key, store):
+    command = "echo ran; sleep 1.5"
+    first = remote.start_detached("once", command)
+    # a second client racing the first one: flock on the pod makes them agree
+    other = Remote.connect(pod_id=pod.pod_id, host="127.0.0.1", port=pod.port, key_path=ssh_key[0], store=store,
+                           user=getpass.getuser())  # fmt: skip
+    results = []
+    threads = [threading.Thread(target=lambda r=r: results.append(r.start_detached("once", command)))
+               for r in (remote, other)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    other.close()
+    assert {j.pid for j in results} == {first.pid} and all(j.running for j in results)
+    assert remote.follow("once", on_output=lambda _: None, poll=0.1) == 0
+    assert Path(first.log_path).read_text() == "ran\n"
+    # finished: starting it again is a new run
+    again = remote.start_detached("once", "echo second")
+    assert again.pid != first.pid
+    assert remote.follow("once", on_output=lambda _: None, poll=0.05) == 0
+    assert remote.read_log("once")[0] == b"second\n"
+
+
+def test_env_secret_reaches_the_process_only(remote, pod):
+    secret = "wandb-0123456789-secret"
+    job = remote.start_detached("wandb", 'echo "key length ${#WANDB_API_KEY}"; exec sleep 30',
+                                env={"WANDB_API_KEY": secret}, cwd=str(pod.workspace))  # fmt: skip
+    deadline = time.monotonic() + 5
+    while b"key length" not in remote.read_log("wandb")[0] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert remote.read_log("wandb")[0] == f"key length {len(secret)}\n".encode()
+    # in the job's environment...
+    child = _children(job.pid)
+    assert child and secret.encode() in Path(f"/proc/{child[0]}/environ").read_bytes()
+    # ...and in no process's command line, and in no file on the pod
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                assert secret.encode() not in Path(f"/proc/{entry}/cmdline").read_bytes()
+    for path in pod.root.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    remote.kill_job("wandb")
+    assert remote.follow("wandb", on_output=lambda _: None, poll=0.05) == 143  # TERM, recorded by the wrapper
+
+
+def test_a_job_killed_without_trace_is_reported_lost(remote):
+    remote.start_detached("doomed", "sleep 30")
+    remote.kill_job("doomed", "KILL")  # the wrapper dies too: no exit code can be written
+    with pytest.raises(RemoteJobError, match="without recording an exit code"):
+        remote.follow("doomed", on_output=lambda _: None, poll=0.05)
+    assert remote.job("doomed").lost
+
+
+def test_follow_unknown_job_is_an_error(remote):
+    with pytest.raises(RemoteJobError, match="no job named ghost"):
+        remote.follow("ghost", on_output=print)
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(entry))
+    return kids
