@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .errors import DatasetError
 from .paths import data_dir
+from .spec import JOB_FILES
 
 # Opened by DiffusionPipe with Pillow (anything not a video); these are the ones joy-caption-batch also reads.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
@@ -204,7 +205,7 @@ def scan_dataset(
         if path.is_dir():
             report.ignored.append(f"{path.name}/ (subfolders are not read)")
             continue
-        if suffix in SIDE_SUFFIXES:
+        if suffix in SIDE_SUFFIXES or path.name in JOB_FILES:
             if suffix == ".json" and path.name == "captions.json":
                 report.warnings.append("captions.json is ignored: pistachio-infra uses .txt captions")
             continue

@@ -101,6 +101,7 @@ def test_formats_oddities_and_sizes(tmp_path, make_images):
     Image.new("L", (4200, 2800), 77).save(folder / "huge.png")
     Image.new("RGB", (1200, 400), (50, 60, 70)).save(folder / "wide.jpg")
     (folder / "notes.md").write_text("hello")
+    (folder / "job.toml").write_text('character = "x"\n')
     (folder / "clip.mp4").write_bytes(b"\x00" * 64)
     (folder / "sub").mkdir()
     report = scan_dataset(folder)
@@ -110,7 +111,7 @@ def test_formats_oddities_and_sizes(tmp_path, make_images):
     assert "tiny.png: 200x180 is small" in text
     assert "huge.png: 4200x2800 is very large" in text
     assert "wide.jpg: aspect ratio 3.00" in text
-    assert "notes.md" in text and "clip.mp4" in text and "sub/" in text
+    assert "notes.md" in text and "clip.mp4" in text and "sub/" in text and "job.toml" not in text
 
 
 def test_shared_caption_stem_is_refused(tmp_path, make_images):

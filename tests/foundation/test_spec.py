@@ -142,3 +142,15 @@ def write_job(tmp_path: Path, extra: str) -> Path:
     path = tmp_path / "bad.toml"
     path.write_text(f'character = "x"\ntrigger = "ab1"\n{extra}\n')
     return path
+
+
+def test_example_project_loads_and_renders():
+    from pistachio_infra.render import render_job
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "pistachio.toml"
+    project = load_project(example)
+    job = project.jobs["pistachio-cat"]
+    assert job.dataset == (example.parent / "datasets" / "pistachio-cat").resolve()
+    for gpu in job.gpu:
+        rendered = render_job(job, gpu, train_images=20)
+        assert rendered.gpu_class == gpu and rendered.cadence.every >= 1
