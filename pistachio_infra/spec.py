@@ -129,7 +129,9 @@ class Job(_Strict):
     @field_validator("gpu", mode="before")
     @classmethod
     def _gpu_list(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+        # `gpu = 4090` (a TOML integer) means the class "4090"
+        items = value if isinstance(value, list) else [value]
+        return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in items]
 
     @field_validator("gpu")
     @classmethod

@@ -60,6 +60,11 @@ warmup_steps = 20
     assert job.wandb_enabled and job.overrides == {"warmup_steps": 20}
 
 
+def test_gpu_class_written_as_a_number(tmp_path):
+    assert load_project(write(tmp_path, "gpu = 4090\n")).jobs["alice"].gpu == ["4090"]
+    assert load_project(write(tmp_path, "gpu = [3090, 'a40']\n")).jobs["alice"].gpu == ["3090", "a40"]
+
+
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
