@@ -20,7 +20,7 @@ ISOLATIONS = ["namespace", "session"] if namespaces_work() else ["session"]
 
 @pytest.fixture(scope="session")
 def pod_image(tmp_path_factory) -> PodImage:
-    return PodImage.ensure(tmp_path_factory.mktemp("pod-image-cache"))
+    return PodImage.ensure(tmp_path_factory.getbasetemp() / "pod-image-cache")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,549 @@
+"""Stand-in for tdrussell/diffusion-pipe `train.py` (Wan LoRA training), for the pistachio-infra sandbox.
+
+Launched the real way: `deepspeed --num_gpus=1 train.py --deepspeed --config X [--resume_from_checkpoint [NAME]]`.
+It reads the real training, dataset and eval-dataset TOMLs, refuses what DiffusionPipe refuses (with the same
+exception types), and writes DiffusionPipe's output layout, but trains nothing: steps take
+`trainer.seconds_per_step` seconds and the losses follow the scenario's curve. LoRA tensors have the real key
+names and rank, with a scaled-down width (`trainer.lora_dim`) and block count (`trainer.lora_blocks`).
+
+Behaviour knobs come from the JSON file named by $PISTACHIO_STANDIN_SCENARIO (section "trainer"); see
+pistachio_infra/sandbox/standins/__init__.py for the keys and their defaults.
+"""
+
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import sys
+import time
+import tomllib
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "submodules" / "ComfyUI"))
+
+DTYPE_MAP = {
+    "float32": "F32",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "float8": "F8_E4M3",
+    "float8_e4m3fn": "F8_E4M3",
+    "float8_e5m2": "F8_E5M2",
+}
+OPTIMIZERS = {"adamw", "adamw8bit", "adamw_optimi", "stableadamw", "sgd", "adamw8bitkahan", "offload", "automagic",
+              "genericoptim"}
+PYTORCH_OPTIMIZER_CLASSES = {"Prodigy", "CAME", "ADOPT", "Lion", "AdaBelief", "SOAP", "Muon", "ScheduleFreeAdamW"}
+SKIPPED_SUFFIXES = {".txt", ".npz", ".json", ".parquet", ".bak", ".db"}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".ogv"}
+WAN_LORA_MODULES = ("self_attn.q", "self_attn.k", "self_attn.v", "self_attn.o",
+                    "cross_attn.q", "cross_attn.k", "cross_attn.v", "cross_attn.o", "ffn.0", "ffn.2")
+QUANTILES = [round(0.1 * i, 2) for i in range(1, 10)]
+
+SCENARIO_DEFAULTS = {
+    "seconds_per_step": 0.05,
+    "seconds_per_eval": 0.02,
+    "curve": "converge",  # converge | plateau | diverge | nan
+    "min_at_fraction": 0.6,
+    "start_loss": 0.14,
+    "min_loss": 0.08,
+    "noise": 0.01,
+    "nan_at_fraction": 0.5,
+    "lora_dim": 64,
+    "lora_blocks": 2,
+    "seed": 0,
+}
+
+
+def load_scenario():
+    knobs = dict(SCENARIO_DEFAULTS)
+    path = os.environ.get("PISTACHIO_STANDIN_SCENARIO")
+    if path and Path(path).is_file():
+        knobs.update(json.loads(Path(path).read_text()).get("trainer", {}))
+    return knobs
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", help="Path to TOML configuration file.")
+    parser.add_argument("--local_rank", type=int, default=-1)
+    parser.add_argument("--resume_from_checkpoint", nargs="?", const=True, default=None)
+    parser.add_argument("--reset_dataloader", action="store_true")
+    parser.add_argument("--reset_optimizer", action="store_true")
+    parser.add_argument("--reset_optimizer_params", action="store_true")
+    parser.add_argument("--regenerate_cache", action="store_true", default=None)
+    parser.add_argument("--cache_only", action="store_true")
+    parser.add_argument("--trust_cache", action="store_true")
+    parser.add_argument("--i_know_what_i_am_doing", action="store_true")
+    parser.add_argument("--master_port", type=int, default=29500)
+    parser.add_argument("--dump_dataset", type=Path, default=None)
+    parser.add_argument("--test_sample", action="store_true")
+    # deepspeed.add_config_arguments
+    parser.add_argument("--deepspeed", default=False, action="store_true")
+    parser.add_argument("--deepspeed_config", default=None, type=str)
+    return parser.parse_args(argv)
+
+
+def set_config_defaults(config):
+    assert (
+        "save_every_n_epochs" in config or "save_every_n_steps" in config or "save_every_n_examples" in config
+    ), "Must set one of save_every_n_epochs, save_every_n_steps, or save_every_n_examples"
+    config.setdefault("pipeline_stages", 1)
+    config.setdefault("activation_checkpointing", False)
+    config.setdefault("warmup_steps", 0)
+    if "save_dtype" in config:
+        config["save_dtype"] = DTYPE_MAP[config["save_dtype"]]
+    model = config["model"]
+    model_dtype_str = model["dtype"]
+    model["dtype"] = DTYPE_MAP[model_dtype_str]
+    if "transformer_dtype" in model:
+        model["transformer_dtype"] = DTYPE_MAP[model["transformer_dtype"]]
+    model.setdefault("guidance", 1.0)
+    if "adapter" in config:
+        adapter = config["adapter"]
+        adapter_type = adapter["type"]
+        if "alpha" in adapter:
+            raise NotImplementedError(
+                "This script forces alpha=rank to make the saved LoRA format simpler and more predictable with "
+                "downstream tools. Don't set alpha in the config."
+            )
+        if adapter_type == "lora":
+            adapter.setdefault("dropout", 0.0)
+        elif adapter_type == "lokr":
+            adapter.setdefault("decompose_factor", -1)
+            adapter.setdefault("rank_dropout", 0.0)
+        else:
+            raise NotImplementedError(f"Adapter type {adapter_type} is not implemented")
+        adapter["rank"] = int(adapter["rank"])
+        adapter["dtype"] = DTYPE_MAP[adapter.get("dtype", model_dtype_str)]
+    config.setdefault("logging_steps", 1)
+    config.setdefault("eval_datasets", [])
+    config.setdefault("eval_gradient_accumulation_steps", 1)
+    config.setdefault("eval_every_n_steps", None)
+    config.setdefault("eval_every_n_epochs", None)
+    config.setdefault("eval_every_n_examples", None)
+    config.setdefault("eval_before_first_step", True)
+    config.setdefault("compile", False)
+    config.setdefault("x_axis_examples", False)
+
+
+def micro_batch(value):
+    if isinstance(value, list):  # [[resolution, batch size], ...]
+        return int(value[0][1])
+    return int(value)
+
+
+def load_wan(model):
+    if model["type"] != "wan":
+        raise NotImplementedError(f"Model type {model['type']} is not implemented (sandbox stand-in: wan only)")
+    ckpt_dir = Path(model["ckpt_path"])
+    with open(ckpt_dir / "config.json") as f:
+        wan_config = json.load(f)
+    for needed in ("Wan2.1_VAE.pth",):
+        if not (ckpt_dir / needed).is_file():
+            raise FileNotFoundError(f"[Errno 2] No such file or directory: '{ckpt_dir / needed}'")
+    if not (ckpt_dir / "google" / "umt5-xxl").is_dir():
+        raise OSError(f"Can't load tokenizer for '{ckpt_dir / 'google' / 'umt5-xxl'}'.")
+    if "llm_path" in model:
+        if not Path(model["llm_path"]).exists():
+            raise FileNotFoundError(f"[Errno 2] No such file or directory: '{model['llm_path']}'")
+    elif not (ckpt_dir / "models_t5_umt5-xxl-enc-bf16.pth").is_file():
+        t5 = ckpt_dir / "models_t5_umt5-xxl-enc-bf16.pth"
+        raise FileNotFoundError(f"[Errno 2] No such file or directory: '{t5}'")
+    if "transformer_path" in model:
+        path = Path(model["transformer_path"])
+        if not path.exists():
+            raise FileNotFoundError(f"[Errno 2] No such file or directory: '{path}'")
+        if "fp8_scaled" in path.name:
+            raise ValueError("fp8_scaled models are not supported")
+    elif not list(ckpt_dir.glob("diffusion_pytorch_model*.safetensors")):
+        raise FileNotFoundError(f"No diffusion_pytorch_model*.safetensors found in {ckpt_dir}")
+    return wan_config
+
+
+def count_directory(directory, top, model_name):
+    """Examples contributed by one [[directory]]: top-level media files with captions, times num_repeats."""
+    from PIL import Image
+
+    path = Path(directory["path"])
+    if not path.is_dir():
+        raise FileNotFoundError(f"[Errno 2] No such file or directory: '{path}'")
+    # the latent cache lives inside the dataset directory, so it must be writable
+    cache_dir = path / "cache" / model_name
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    skip_empty = directory.get("skip_empty_caption", top.get("skip_empty_caption", True))
+    count = 0
+    for file in sorted(path.iterdir()):
+        if not file.is_file() or file.suffix.lower() in SKIPPED_SUFFIXES:
+            continue
+        if file.suffix.lower() not in VIDEO_SUFFIXES:
+            try:
+                with Image.open(file) as im:
+                    im.verify()
+            except Exception as e:
+                print(f"WARNING: could not open {file}: {e}. Skipping.")
+                continue
+        if not file.with_suffix(".txt").is_file() and skip_empty:
+            print(f"WARNING: skipping {file} because it has no caption file")
+            continue
+        count += 1
+    (cache_dir / "metadata.json").write_text(json.dumps({"files": count}))
+    repeats = int(directory.get("num_repeats", top.get("num_repeats", 1)))
+    return count * repeats
+
+
+def dataset_examples(dataset_path, model_name):
+    with open(dataset_path, "rb") as f:
+        dataset = tomllib.load(f)
+    resolutions = dataset.get("resolutions")
+    if resolutions is None:
+        raise KeyError("resolutions")
+    if len(resolutions) > 3:
+        raise RuntimeError("More than 3 resolutions set. Pass --i_know_what_i_am_doing if this is intended.")
+    total = 0
+    for directory in dataset["directory"]:
+        total += count_directory(directory, dataset, model_name) * len(resolutions)
+    return total
+
+
+class Curve:
+    def __init__(self, knobs, total_steps):
+        self.k = knobs
+        self.total = max(1, total_steps)
+
+    def _noise(self, tag, step, value):
+        rng = random.Random(f"{self.k['seed']}:{tag}:{step}")
+        return value * (1 + rng.gauss(0, 1) * float(self.k["noise"]))
+
+    def eval_loss(self, step):
+        k = self.k
+        p = step / self.total
+        if k["curve"] == "nan" and p >= float(k["nan_at_fraction"]):
+            return float("nan")
+        start, low, m = float(k["start_loss"]), float(k["min_loss"]), float(k["min_at_fraction"])
+        span = start - low
+        if k["curve"] == "diverge":
+            value = start + span * p
+        elif p <= m:
+            value = low + span * ((m - p) / m) ** 2
+        elif k["curve"] == "plateau":
+            value = low
+        else:  # converge: falls, bottoms at min_at_fraction, rises (overfitting)
+            value = low + 0.6 * span * ((p - m) / max(1e-9, 1 - m)) ** 2
+        return self._noise("eval", step, value)
+
+    def train_loss(self, step):
+        k = self.k
+        p = step / self.total
+        if k["curve"] == "nan" and p >= float(k["nan_at_fraction"]):
+            return float("nan")
+        start, low = float(k["start_loss"]), float(k["min_loss"])
+        if k["curve"] == "diverge":
+            value = start + 0.2 * (start - low) * p
+        else:
+            value = low * 0.8 + (start - low) * math.exp(-3 * p)
+        return self._noise("train", step, value)
+
+
+class Events:
+    """TensorBoard scalars, written with tensorboard's own event-file writer (what SummaryWriter uses)."""
+
+    def __init__(self, run_dir):
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        self.writer = EventFileWriter(str(run_dir))
+
+    def scalar(self, tag, value, step):
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+
+        summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=float(value))])
+        self.writer.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+
+    def close(self):
+        self.writer.close()
+
+
+def to_dtype_bytes(array, dtype):
+    import numpy as np
+
+    if dtype == "BF16":
+        return (np.ascontiguousarray(array, dtype=np.float32).view(np.uint32) >> 16).astype(np.uint16), "bfloat16"
+    if dtype == "F16":
+        return array.astype(np.float16), "float16"
+    return array.astype(np.float32), "float32"
+
+
+def save_lora(folder, tensors, dtype, metadata):
+    """adapter_model.safetensors in ComfyUI key format; bf16 written through safetensors' own serializer."""
+    import safetensors
+    from safetensors.numpy import save_file
+
+    converted = {name: to_dtype_bytes(array, dtype) for name, array in tensors.items()}
+    if all(kind != "bfloat16" for _, kind in converted.values()) or not hasattr(safetensors, "TensorSpec"):
+        save_file({n: a.astype("float16") if k == "bfloat16" else a for n, (a, k) in converted.items()},
+                  str(folder / "adapter_model.safetensors"), metadata=metadata)
+        return
+    specs = {
+        name: safetensors.TensorSpec(dtype=kind, shape=list(array.shape), data_ptr=array.ctypes.data,
+                                     data_len=array.nbytes)
+        for name, (array, kind) in converted.items()
+    }
+    safetensors.serialize_file(specs, str(folder / "adapter_model.safetensors"), metadata=metadata)
+
+
+class Trainer:
+    def __init__(self, args, config, config_path, knobs):
+        self.args, self.config, self.config_path, self.k = args, config, Path(config_path), knobs
+        self.adapter = config.get("adapter")
+
+    def lora_tensors(self, step):
+        import numpy as np
+
+        rank = self.adapter["rank"]
+        dim = int(self.k["lora_dim"])
+        blocks = min(int(self.k["lora_blocks"]), self.num_layers)
+        rng = np.random.default_rng(int(self.k["seed"]) + step)
+        tensors = {}
+        for block in range(blocks):
+            for module in WAN_LORA_MODULES:
+                key = f"diffusion_model.blocks.{block}.{module}"
+                tensors[f"{key}.lora_A.weight"] = rng.standard_normal((rank, dim), dtype=np.float32) * 0.01
+                tensors[f"{key}.lora_B.weight"] = rng.standard_normal((dim, rank), dtype=np.float32) * 1e-3 * step
+        return tensors
+
+    def save_model(self, name, step):
+        print(f"Saving model to directory {name}")
+        folder = self.run_dir / name
+        tmp = folder / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        dtype = self.config.get("save_dtype", self.adapter["dtype"])
+        save_lora(folder, self.lora_tensors(step), dtype, {"format": "pt"})
+        rank = self.adapter["rank"]
+        blocks = min(int(self.k["lora_blocks"]), self.num_layers)
+        adapter_config = {
+            "alpha_pattern": {}, "auto_mapping": None, "base_model_name_or_path": None, "bias": "none",
+            "fan_in_fan_out": False, "inference_mode": True, "init_lora_weights": True, "layers_pattern": None,
+            "layers_to_transform": None, "lora_alpha": rank, "lora_dropout": self.adapter.get("dropout", 0.0),
+            "modules_to_save": None, "peft_type": "LORA", "r": rank, "rank_pattern": {}, "revision": None,
+            "target_modules": sorted({f"blocks.{b}.{m}" for b in range(blocks) for m in WAN_LORA_MODULES}),
+            "task_type": None, "use_dora": False, "use_rslora": False,
+        }
+        (folder / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2))
+        shutil.copy(self.config_path, folder)
+        shutil.rmtree(tmp)
+        return step
+
+    def save_checkpoint(self, step, epoch, examples):
+        tag = f"global_step{step}"
+        folder = self.run_dir / tag
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {"step": step, "epoch": epoch, "examples": examples, "stand_in": "pistachio-infra sandbox"}
+        (folder / "mp_rank_00_model_states.pt").write_text(json.dumps(state))
+        (folder / "layer_00-model_states.pt").write_text(json.dumps({"lora_rank": self.adapter["rank"]}))
+        (self.run_dir / "latest").write_text(tag)
+        return step
+
+    def evaluate(self, x):
+        start = time.time()
+        step = x if not self.config["x_axis_examples"] else self.step
+        for name in self.eval_names:
+            loss = self.curve.eval_loss(step)
+            for q in QUANTILES:
+                self.events.scalar(f"{name}/loss_quantile_{q:.2f}", loss * (1 + 0.6 * (0.5 - q)), x)
+            self.events.scalar(f"{name}/loss", loss, x)
+        time.sleep(float(self.k["seconds_per_eval"]) * len(self.eval_names))
+        self.events.scalar("eval/eval_time_sec", time.time() - start, x)
+
+    def setup_wandb(self):
+        monitoring = self.config.get("monitoring", {})
+        if not monitoring.get("enable_wandb", False):
+            return
+        api_key = monitoring["wandb_api_key"]
+        project = monitoring["wandb_tracker_name"]
+        run_name = monitoring["wandb_run_name"]
+        if not (api_key or os.environ.get("WANDB_API_KEY")):
+            raise RuntimeError("api_key not configured (no-tty). call wandb.login(key=[your_api_key])")
+        run_id = uuid.uuid4().hex[:8]
+        stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
+        files = self.run_dir / "wandb" / f"run-{stamp}-{run_id}" / "files"
+        files.mkdir(parents=True, exist_ok=True)
+        # like wandb.init(config=config): the whole config, including whatever key the TOML held
+        (files / "config.yaml").write_text(json.dumps(self.config, indent=1))
+        print("wandb: Tracking run with wandb version 0.19.11")
+        print(f"wandb: Run data is saved locally in {files.parent}")
+        print(f"wandb: 🚀 View run {run_name} at: https://wandb.ai/sandbox/{project}/runs/{run_id}", flush=True)
+
+    def run(self):
+        args, config = self.args, self.config
+        model = config["model"]
+        wan_config = load_wan(model)
+        self.num_layers = int(wan_config.get("num_layers", 40))
+        blocks_to_swap = int(config.get("blocks_to_swap", 0))
+        if blocks_to_swap > 0:
+            assert config["pipeline_stages"] == 1, "Block swapping only works with pipeline_stages=1"
+            assert "adapter" in config, "Block swap only works with LoRA training"
+            assert blocks_to_swap <= self.num_layers - 2, f"Cannot swap more than {self.num_layers - 2} blocks"
+
+        mbs = micro_batch(config.get("micro_batch_size_per_gpu", 1))
+        gas = int(config.get("gradient_accumulation_steps", 1))
+        gbs = mbs * gas
+        print(f"Global batch size = {gbs}")
+        examples = dataset_examples(config["dataset"], "wan")
+        eval_sets = []
+        for i, eval_dataset in enumerate(config["eval_datasets"]):
+            if isinstance(eval_dataset, str):
+                name, path = f"eval{i}", eval_dataset
+            else:
+                name, path = eval_dataset["name"], eval_dataset["config"]
+            eval_sets.append((name, dataset_examples(path, "wan")))
+        if examples == 0:
+            raise RuntimeError("Dataset is empty: no captioned media files found")
+        steps_per_epoch = max(1, math.ceil(examples / gbs))
+        epochs = int(config["epochs"])
+        max_steps = config.get("max_steps")
+        total_steps = epochs * steps_per_epoch if max_steps is None else min(int(max_steps), epochs * steps_per_epoch)
+        if "save_every_n_examples" in config:
+            config["save_every_n_steps"] = int(config["save_every_n_examples"]) // gbs
+        if config["eval_every_n_examples"]:
+            config["eval_every_n_steps"] = int(config["eval_every_n_examples"]) // gbs
+
+        resume = args.resume_from_checkpoint if args.resume_from_checkpoint is not None else config.get(
+            "resume_from_checkpoint"
+        )
+        output_dir = Path(config["output_dir"])
+        if resume:
+            if resume is True:
+                self.run_dir = sorted(output_dir.glob("*"))[-1]
+            else:
+                self.run_dir = output_dir / resume
+        else:
+            self.run_dir = output_dir / datetime.now(UTC).strftime("%Y%m%d_%H-%M-%S")
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copy(self.config_path, self.run_dir)
+            shutil.copy(config["dataset"], self.run_dir)
+            for eval_dataset in config["eval_datasets"]:
+                shutil.copy(eval_dataset["config"], self.run_dir)
+
+        self.setup_wandb()
+        if blocks_to_swap > 0:
+            print(f"Block swap enabled. Swapping {blocks_to_swap} blocks out of {self.num_layers} blocks.")
+        if args.cache_only:
+            return 0
+
+        self.eval_names = [name for name, _ in eval_sets]
+        self.curve = Curve(self.k, total_steps)
+        step, epoch = 0, 1
+        if resume:
+            latest = self.run_dir / "latest"
+            if not latest.is_file():
+                raise ValueError(f"Unable to find latest file at {latest}, if trying to load latest checkpoint "
+                                 "please ensure you have a latest file")
+            state = json.loads((self.run_dir / latest.read_text().strip() / "mp_rank_00_model_states.pt").read_text())
+            step, epoch = int(state["step"]), int(state["epoch"])
+            if step and step % steps_per_epoch == 0:
+                epoch += 1  # the checkpoint was taken right at an epoch end
+            print(f"Resuming training from checkpoint. Resuming at epoch: {epoch}, step: {step}")
+        self.events = Events(self.run_dir)
+        self.step = step
+
+        def on_sigterm(signum, frame):
+            self.events.close()
+            os._exit(128 + signum)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+        if not resume:
+            print("Started new epoch: 1")
+        if eval_sets and config["eval_before_first_step"] and not resume:
+            self.evaluate(0)
+
+        save_every_epochs = config.get("save_every_n_epochs")
+        save_every_steps = config.get("save_every_n_steps")
+        eval_every_epochs, eval_every_steps = config["eval_every_n_epochs"], config["eval_every_n_steps"]
+        ckpt_minutes = config.get("checkpoint_every_n_minutes")
+        ckpt_epochs = config.get("checkpoint_every_n_epochs")
+        last_ckpt_time = time.time()
+        last_saved = last_ckpt = None
+        steps_per_print = int(config.get("steps_per_print", 1))
+        epoch_losses = []
+        finished = epoch > epochs or (max_steps is not None and step >= int(max_steps))
+        while not finished:
+            t0 = time.time()
+            time.sleep(float(self.k["seconds_per_step"]))
+            step += 1
+            self.step = step
+            loss = self.curve.train_loss(step)
+            epoch_losses.append(loss)
+            x = step * gbs if config["x_axis_examples"] else step
+            iter_time = time.time() - t0
+            if step % steps_per_print == 0:
+                print(f"steps: {step} loss: {loss:.4f} iter time (s): {iter_time:.3f} "
+                      f"samples/sec: {gbs / max(iter_time, 1e-6):.3f}", flush=True)
+            epoch_ended = step % steps_per_epoch == 0
+            if epoch_ended and save_every_epochs and epoch % int(save_every_epochs) == 0:
+                last_saved = self.save_model(f"epoch{epoch}", step)
+            if step % int(config["logging_steps"]) == 0:
+                self.events.scalar("train/loss", loss, x)
+            if eval_sets and ((eval_every_steps and step % int(eval_every_steps) == 0) or (
+                    epoch_ended and eval_every_epochs and epoch % int(eval_every_epochs) == 0)):
+                self.evaluate(x)
+            if epoch_ended:
+                self.events.scalar("train/epoch_loss", sum(epoch_losses) / len(epoch_losses), epoch)
+                epoch_losses = []
+            if save_every_steps and step % int(save_every_steps) == 0:
+                last_saved = self.save_model(f"step{step}", step)
+            want_ckpt = (ckpt_minutes is not None and time.time() - last_ckpt_time > float(ckpt_minutes) * 60) or (
+                epoch_ended and ckpt_epochs and epoch % int(ckpt_epochs) == 0)
+            quit_now = (self.run_dir / "save_quit").exists()
+            if (self.run_dir / "save").exists() or quit_now:
+                want_ckpt = True
+                for name in ("save", "save_quit"):
+                    (self.run_dir / name).unlink(missing_ok=True)
+            if want_ckpt:
+                last_ckpt = self.save_checkpoint(step, epoch, step * gbs)
+                last_ckpt_time = time.time()
+            if quit_now:
+                self.events.close()
+                return 0
+            if max_steps is not None and step >= int(max_steps):
+                if last_saved != step:
+                    last_saved = self.save_model(f"step{step}", step)
+                break
+            if epoch_ended:
+                if epoch >= epochs:
+                    if last_saved != step:
+                        last_saved = self.save_model(f"epoch{epoch}", step)
+                    break
+                epoch += 1
+                print(f"Started new epoch: {epoch}")
+        if last_ckpt != step:
+            self.save_checkpoint(step, epoch, step * gbs)
+        self.events.close()
+        print("TRAINING COMPLETE!", flush=True)
+        return 0
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.local_rank < 0 and "LOCAL_RANK" not in os.environ:
+        raise ValueError(
+            "Error initializing torch.distributed using env:// rendezvous: environment variable RANK expected, but "
+            "not set (launch with `deepspeed --num_gpus=1 train.py --deepspeed --config ...`)"
+        )
+    import comfy  # noqa: F401  (submodules/ComfyUI, needed for every model)
+
+    with open(args.config, "rb") as f:
+        config = json.loads(json.dumps(tomllib.load(f)))
+    config["output_dir"], config["dataset"]  # required keys: KeyError like the real script
+    set_config_defaults(config)
+    optimizer_type = config["optimizer"]["type"]
+    if optimizer_type.lower() not in OPTIMIZERS and optimizer_type not in PYTORCH_OPTIMIZER_CLASSES:
+        raise AttributeError(f"module 'pytorch_optimizer' has no attribute '{optimizer_type}'")
+    return Trainer(args, config, args.config, load_scenario()).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
