@@ -116,6 +116,7 @@ def render_script(cloud: Cloud, workspace: str, models: Sequence[str]) -> dict[s
         manifest = f"{workspace.rstrip('/')}/.pistachio/models-manifest.json"
         files[models_config] = json.dumps({"workspace": workspace, "manifest": manifest, "items": items}, indent=1)
         files[fetch_script] = template_text("fetch_models.py")
+    files[f"{state}/requirements_met.py"] = template_text("requirements_met.py")
     files[f"{state}/bootstrap.sh"] = render(
         "bootstrap.sh.j2",
         workspace=workspace,

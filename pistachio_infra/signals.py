@@ -2,9 +2,10 @@
 
 `interruptible()` turns SIGTERM and SIGHUP into an exception (as Ctrl-C already is), so `finally` blocks run;
 `shielded()` marks teardown: while inside, Ctrl-C, SIGTERM and SIGHUP are noted and announced, never raised, so a
-second Ctrl-C cannot skip terminating a pod. A signal that arrived during a shield is raised once the outermost
-shield ends, unless an exception is already on its way out. Handlers can only be set from the main thread;
-elsewhere both context managers still nest correctly but leave signal handling to the main thread.
+second Ctrl-C cannot skip terminating a pod; after a first signal has been raised, later ones are never raised
+either (the program is already unwinding towards its teardown). A signal that arrived during a shield is raised
+once the outermost shield ends, unless an exception is already on its way out. Handlers can only be set from the
+main thread; elsewhere both context managers still nest correctly but leave signal handling to the main thread.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ _shield_depth = 0
 _shield_what: list[str] = []
 _pending: list[int] = []
 _previous: dict[int, object] = {}
+_stopping = False  # a signal was raised inside the current interruptible() scope
 
 
 def _exception_for(signum: int) -> BaseException:
@@ -40,12 +42,17 @@ def _exception_for(signum: int) -> BaseException:
 
 
 def _handler(signum: int, frame: FrameType | None) -> None:
-    if _shield_depth > 0:
-        _pending.append(signum)
-        what = _shield_what[-1] if _shield_what else "teardown"
+    global _stopping
+    if _shield_depth > 0 or _stopping:
+        # Already unwinding (a first signal was raised) or tearing down: never raise again, or the second
+        # Ctrl-C could land between the first one's `except` and the teardown's shield and skip it.
+        if _shield_depth > 0:
+            _pending.append(signum)
+        what = _shield_what[-1] if _shield_what else "stopping and tearing down"
         name = signal.Signals(signum).name
         print(f"\n{name} received: still {what}; it finishes first.", file=sys.stderr, flush=True)
         return
+    _stopping = True
     raise _exception_for(signum)
 
 
@@ -56,7 +63,7 @@ def _main_thread() -> bool:
 @contextmanager
 def interruptible() -> Iterator[None]:
     """Install the handlers for the duration (nested uses share one installation)."""
-    global _guard_depth
+    global _guard_depth, _stopping
     install = _main_thread()
     with _lock:
         if install and _guard_depth == 0:
@@ -71,6 +78,7 @@ def interruptible() -> Iterator[None]:
             if install:
                 _guard_depth -= 1
                 if _guard_depth == 0:
+                    _stopping = False
                     for sig, old in _previous.items():
                         signal.signal(sig, old)  # type: ignore[arg-type]
                     _previous.clear()

@@ -89,6 +89,7 @@ class PodSpec:
     volume_gb: int = 150  # the pod's own volume at /workspace when there is no network volume
     env: dict[str, str] = field(default_factory=dict)
     cloud_type: str = "SECURE"
+    interruptible: bool = False  # spot: cheaper, may be preempted (the GraphQL adapter rents these)
 
 
 @dataclass
@@ -179,6 +180,7 @@ class PodLifecycle:
             ports=["22/tcp"],
             env={**spec.env, "PUBLIC_KEY": spec.public_key},
             min_memory_gb=offer.min_memory_gb,
+            interruptible=spec.interruptible,
         )
 
     # --- acquiring ------------------------------------------------------------------------------------
