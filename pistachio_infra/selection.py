@@ -249,7 +249,7 @@ def choose(scalars: RunScalars, eval_name: str, folders: list[str], tolerance: f
     elif best == len(cand) - 1 and drop > max(2 * noise, slack):
         verdict, chosen = "undertrained", len(cand) - 1
         undertrained_until = cand[-1]
-        message = (f"undertrained: eval loss is still falling at the last saved step {cand[-1]} "
+        message = (f"eval loss is still falling at the last saved step {cand[-1]} "
                    f"({_pct(drop, s[-window])} over the last {window} evals); chose the last step — "
                    "train longer (more epochs or steps) for a better LoRA")
         warnings.append(f"the run ended while the eval loss was still falling: step {cand[-1]} is the best there "
@@ -257,12 +257,12 @@ def choose(scalars: RunScalars, eval_name: str, folders: list[str], tolerance: f
     elif s[-1] - min_s > rise_threshold:
         verdict, chosen = "overtrained", earliest
         overtrained_from = next(cand[i] for i in range(best + 1, len(cand)) if s[i] - min_s > rise_threshold)
-        message = (f"overtrained: eval loss bottoms out at step {cand[best]} ({min_s:.4g}) and rises "
+        message = (f"eval loss bottoms out at step {cand[best]} ({min_s:.4g}) and rises "
                    f"{_pct(s[-1] - min_s, min_s)} by step {cand[-1]}; chose step {cand[chosen]} — later checkpoints "
                    "are worse, next time train fewer steps or lower the learning rate")
     else:
         verdict, chosen = "converged", earliest
-        message = f"converged: eval loss reaches its minimum at step {cand[best]} ({min_s:.4g})"
+        message = f"eval loss reaches its minimum at step {cand[best]} ({min_s:.4g})"
         message += (f"; chose step {cand[chosen]}, the earliest within {tolerance:.1%} of it" if chosen != best
                     else f"; chose step {cand[chosen]}")
 

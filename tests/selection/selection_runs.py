@@ -93,7 +93,9 @@ def slow_decay(step: int) -> float:
     return 0.08 + 0.06 * math.exp(-step / 150)
 
 
-def write_epoch_run(run_dir: Path, eval_loss: Callable[[int], float], epochs: int = 6, steps_per_epoch: int = 7) -> Path:
+def write_epoch_run(
+    run_dir: Path, eval_loss: Callable[[int], float], epochs: int = 6, steps_per_epoch: int = 7
+) -> Path:
     """Epoch-based eval and saves (period 1), in DiffusionPipe's order within an iteration: train scalars, eval,
     epoch_loss; folders epochN. The eval's x is the step that ended the epoch."""
     run_dir.mkdir(parents=True, exist_ok=True)
