@@ -25,7 +25,6 @@ if TYPE_CHECKING:
         TransferError,
     )
     from .jobs import DetachedJob
-    from .keys import ensure_keypair, generate_keypair
     from .transfer import TransferStats
 
 _WHERE = {
@@ -33,8 +32,6 @@ _WHERE = {
     "RunResult": "connection",
     "DetachedJob": "jobs",
     "TransferStats": "transfer",
-    "ensure_keypair": "keys",
-    "generate_keypair": "keys",
     "HostKeyMismatchError": "errors",
     "RemoteCommandError": "errors",
     "RemoteJobError": "errors",
@@ -54,8 +51,6 @@ __all__ = [
     "SshNotReadyError",
     "TransferError",
     "TransferStats",
-    "ensure_keypair",
-    "generate_keypair",
 ]
 
 

@@ -263,6 +263,11 @@ class Remote:
             self._workspace = self.run('printf %s "${PISTACHIO_WORKSPACE:-/workspace}"').stdout.strip()
         return self._workspace
 
+    @property
+    def jobs_dir(self) -> str:
+        """Where detached jobs keep pid, start, exit_code and log: `{workspace}/.pistachio/jobs/<name>/`."""
+        return f"{self.workspace.rstrip('/')}/{jobs.JOBS_DIR}"
+
     # --- detached jobs (jobs.py) ------------------------------------------------------------------------
 
     def start_detached(

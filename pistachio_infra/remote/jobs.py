@@ -78,7 +78,7 @@ class DetachedJob:
 def job_dir(remote: Remote, name: str) -> str:
     if not _NAME.match(name):
         raise ValueError(f"invalid job name {name!r}: use letters, digits, '.', '_' and '-'")
-    return f"{remote.workspace.rstrip('/')}/{JOBS_DIR}/{name}"
+    return f"{remote.jobs_dir}/{name}"
 
 
 def _parse_status(remote: Remote, name: str, line: str) -> DetachedJob | None:

@@ -1,8 +1,7 @@
-"""Waiting for SSH readiness and trust-on-first-use host keys, against a real sshd."""
+"""Waiting for SSH readiness and trust-on-first-use host keys, against sandbox pods (real sshd)."""
 
 from __future__ import annotations
 
-import getpass
 import socket
 import time
 
@@ -11,14 +10,7 @@ import pytest
 from pistachio_infra.remote import HostKeyMismatchError, Remote, SshNotReadyError
 from pistachio_infra.remote.hostkeys import fingerprint
 
-from .conftest import free_port
-
-
-def connect(pod_id, port, ssh_key, store, timeout=20.0):
-    return Remote.connect(
-        pod_id=pod_id, host="127.0.0.1", port=port, key_path=ssh_key[0], store=store, timeout=timeout,
-        user=getpass.getuser(),
-    )  # fmt: skip
+from .conftest import connect, free_port
 
 
 def test_waits_for_an_sshd_that_starts_late(make_pod, ssh_key, store):
@@ -26,7 +18,7 @@ def test_waits_for_an_sshd_that_starts_late(make_pod, ssh_key, store):
     timer = pod.start_later(1.5)
     started = time.monotonic()
     try:
-        with connect(pod.pod_id, pod.port, ssh_key, store) as remote:
+        with connect(pod, ssh_key, store) as remote:
             waited = time.monotonic() - started
             assert remote.run("echo up").stdout == "up\n"
     finally:
@@ -38,7 +30,7 @@ def test_gives_up_with_a_clear_error_when_nothing_listens(ssh_key, store):
     port = free_port()
     started = time.monotonic()
     with pytest.raises(SshNotReadyError) as err:
-        connect("pod-dead", port, ssh_key, store, timeout=1.5)
+        Remote.connect(pod_id="pod-dead", host="127.0.0.1", port=port, key_path=ssh_key[0], store=store, timeout=1.5)
     assert time.monotonic() - started < 6
     message = str(err.value)
     assert "pod-dead" in message and f"127.0.0.1:{port}" in message and "1.5s" in message
@@ -53,43 +45,42 @@ def test_a_port_that_never_sends_a_banner_is_not_ready(ssh_key, store):
         silent.listen(16)
         started = time.monotonic()
         with pytest.raises(SshNotReadyError) as err:
-            connect("pod-mute", silent.getsockname()[1], ssh_key, store, timeout=2)
+            Remote.connect(pod_id="pod-mute", host="127.0.0.1", port=silent.getsockname()[1], key_path=ssh_key[0],
+                           store=store, timeout=2)  # fmt: skip
     assert time.monotonic() - started < 10
     assert "no SSH handshake completed" in str(err.value)
 
 
 def test_host_key_is_pinned_on_first_connect_and_a_changed_key_is_refused(make_pod, ssh_key, store):
     pod = make_pod("pod-tofu")
-    first_key = (pod.host_key.with_name(pod.host_key.name + ".pub")).read_text().split()
-    with connect(pod.pod_id, pod.port, ssh_key, store):
+    first_key = pod.host_key()
+    with connect(pod, ssh_key, store):
         pass
-    assert store.host_key("pod-tofu") == (first_key[0], first_key[1])
-    with connect(pod.pod_id, pod.port, ssh_key, store):  # same key again: accepted
+    assert store.host_key("pod-tofu") == first_key
+    with connect(pod, ssh_key, store):  # same key again: accepted
         pass
 
-    pod.stop()
-    new_key = pod.new_host_key().split()
-    pod.start()
+    pod.rebuild_with_new_host_key()
+    new_key = pod.host_key()
+    assert new_key != first_key
     started = time.monotonic()
     with pytest.raises(HostKeyMismatchError) as err:
-        connect(pod.pod_id, pod.port, ssh_key, store, timeout=30)
+        connect(pod, ssh_key, store, timeout=30)
     assert time.monotonic() - started < 5, "a host-key mismatch must fail at once, not be retried"
     message = str(err.value)
     assert fingerprint(first_key[1]) in message and fingerprint(new_key[1]) in message
-    assert store.host_key("pod-tofu") == (first_key[0], first_key[1])  # the pin did not move
+    assert store.host_key("pod-tofu") == first_key  # the pin did not move
 
-    # pins are per pod id: a different pod behind the same address (RunPod reuses IPs and ports) is a new pin
-    with connect("pod-other", pod.port, ssh_key, store) as other:
+    # pins are per pod id: another pod behind the same address (RunPod reuses IPs and ports) gets its own pin
+    with connect(pod, ssh_key, store, pod_id="pod-other") as other:
         assert other.run("true").ok
-    assert store.host_key("pod-other") == (new_key[0], new_key[1])
+    assert store.host_key("pod-other") == new_key
 
 
-def test_reconnect_keeps_using_the_pin(pod, remote, store):
+def test_reconnect_uses_the_same_pin(pod, remote):
     remote.reconnect(timeout=10)
     assert remote.run("echo again").stdout == "again\n"
-    pod.stop()
-    pod.new_host_key()
-    pod.start()
+    pod.rebuild_with_new_host_key()
     with pytest.raises(HostKeyMismatchError):
         remote.reconnect(timeout=10)
 

@@ -3,8 +3,6 @@ output, exit codes are recorded, a second start does not start twice, and env se
 
 from __future__ import annotations
 
-import contextlib
-import getpass
 import os
 import threading
 import time
@@ -12,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pistachio_infra.remote import Remote, RemoteJobError
+from pistachio_infra.remote import RemoteJobError
+
+from .conftest import connect
 
 COUNT_SCRIPT = 'for i in $(seq 1 {n}); do echo "line $i ünïcode"; sleep {pause}; done; echo done; exit {code}'
 
@@ -45,8 +45,7 @@ def test_a_new_client_can_reattach_from_an_offset(remote, pod, ssh_key, store):
     first, offset = remote.read_log("caption", 0)
     pod.drop_connections()
     remote.close()
-    with Remote.connect(pod_id=pod.pod_id, host="127.0.0.1", port=pod.port, key_path=ssh_key[0], store=store,
-                        user=getpass.getuser()) as again:  # fmt: skip
+    with connect(pod, ssh_key, store) as again:
         rest: list[str] = []
         assert again.follow("caption", offset=offset, on_output=rest.append, poll=0.05) == 0
     assert first.decode() + "".join(rest) == expected_lines(10)
@@ -70,8 +69,7 @@ def test_starting_a_running_job_again_returns_it(remote, pod, ssh_key, store):
     command = "echo ran; sleep 1.5"
     first = remote.start_detached("once", command)
     # a second client racing the first one: flock on the pod makes them agree
-    other = Remote.connect(pod_id=pod.pod_id, host="127.0.0.1", port=pod.port, key_path=ssh_key[0], store=store,
-                           user=getpass.getuser())  # fmt: skip
+    other = connect(pod, ssh_key, store)
     results = []
     threads = [threading.Thread(target=lambda r=r: results.append(r.start_detached("once", command)))
                for r in (remote, other)]  # fmt: skip
@@ -82,7 +80,7 @@ def test_starting_a_running_job_again_returns_it(remote, pod, ssh_key, store):
     other.close()
     assert {j.pid for j in results} == {first.pid} and all(j.running for j in results)
     assert remote.follow("once", on_output=lambda _: None, poll=0.1) == 0
-    assert Path(first.log_path).read_text() == "ran\n"
+    assert pod.local(first.log_path).read_text() == "ran\n"
     # finished: starting it again is a new run
     again = remote.start_detached("once", "echo second")
     assert again.pid != first.pid
@@ -92,23 +90,22 @@ def test_starting_a_running_job_again_returns_it(remote, pod, ssh_key, store):
 
 def test_env_secret_reaches_the_process_only(remote, pod):
     secret = "wandb-0123456789-secret"
-    job = remote.start_detached("wandb", 'echo "key length ${#WANDB_API_KEY}"; exec sleep 30',
-                                env={"WANDB_API_KEY": secret}, cwd=str(pod.workspace))  # fmt: skip
+    remote.start_detached("wandb", 'echo "key length ${#WANDB_API_KEY}"; exec sleep 30',
+                          env={"WANDB_API_KEY": secret}, cwd=pod.workspace)  # fmt: skip
     deadline = time.monotonic() + 5
     while b"key length" not in remote.read_log("wandb")[0] and time.monotonic() < deadline:
         time.sleep(0.05)
     assert remote.read_log("wandb")[0] == f"key length {len(secret)}\n".encode()
-    # in the job's environment...
-    child = _children(job.pid)
-    assert child and secret.encode() in Path(f"/proc/{child[0]}/environ").read_bytes()
-    # ...and in no process's command line, and in no file on the pod
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                assert secret.encode() not in Path(f"/proc/{entry}/cmdline").read_bytes()
-    for path in pod.root.rglob("*"):
-        if path.is_file():
-            assert secret.encode() not in path.read_bytes(), path
+    needle = secret.encode()
+    # in the job's environment (seen from this machine, which sees the pod's processes)...
+    environs = [_read(f"/proc/{pid}/environ") for pid in pod.host.processes(pod.pod_id)]
+    assert any(needle in env for env in environs)
+    # ...and in no process's command line, and in no file of the pod (workspace, home, sshd files)
+    assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and needle in _read(f"/proc/{pid}/cmdline")]
+    for root in (pod.workspace_dir, pod.host.pod_dir(pod.pod_id)):
+        for path in root.rglob("*"):
+            if path.is_file():
+                assert needle not in path.read_bytes(), path
     remote.kill_job("wandb")
     assert remote.follow("wandb", on_output=lambda _: None, poll=0.05) == 143  # TERM, recorded by the wrapper
 
@@ -126,14 +123,8 @@ def test_follow_unknown_job_is_an_error(remote):
         remote.follow("ghost", on_output=print)
 
 
-def _children(pid: int) -> list[int]:
-    kids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                kids.append(int(entry))
-    return kids
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return b""

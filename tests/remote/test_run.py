@@ -9,14 +9,15 @@ from pistachio_infra.remote import RemoteCommandError
 
 def test_run_returns_output_and_passes_env_and_cwd(remote, pod):
     result = remote.run('printf "%s|" "$GREETING" "$(pwd)"; echo warn >&2', env={"GREETING": "it's a 'quoted' $value"},
-                        cwd=str(pod.workspace))  # fmt: skip
+                        cwd=pod.workspace)  # fmt: skip
     assert result.stdout == f"it's a 'quoted' $value|{pod.workspace}|"
     assert result.stderr == "warn\n"
     assert result.exit_code == 0 and result.ok
 
 
 def test_workspace_comes_from_the_pod(remote, pod):
-    assert remote.workspace == str(pod.workspace)
+    assert remote.workspace == pod.workspace == remote.run("printenv PISTACHIO_WORKSPACE").stdout.strip()
+    assert remote.jobs_dir == f"{pod.workspace}/.pistachio/jobs"
 
 
 def test_check_false_returns_the_exit_code(remote):
