@@ -43,30 +43,3 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
 def pod_workspace(admin, pod_id: str) -> Path:
     """A sandbox pod's workspace as seen from this machine (its network volume, or its own directory)."""
     return Path(next(p for p in admin.pods() if p["id"] == pod_id)["workspace"])
-
-
-if not (Path(__file__).parents[1] / "conftest.py").exists():  # stopgap until tests/conftest.py (B-api) lands
-    from pistachio_infra.sandbox import control
-
-    @pytest.fixture
-    def sandbox_factory(tmp_path, monkeypatch):
-        homes = []
-
-        def make(scenario=None):
-            monkeypatch.setenv("PISTACHIO_HOME", str(tmp_path))
-            monkeypatch.setenv("PISTACHIO_SANDBOX", "1")
-            home = tmp_path / "sandbox"
-            homes.append(home)
-            return control.start(home, scenario=scenario)
-
-        yield make
-        for home in homes:
-            control.stop(home)
-
-    @pytest.fixture
-    def sandbox(sandbox_factory):
-        return sandbox_factory()
-
-    @pytest.fixture
-    def sandbox_admin(sandbox):
-        return control.Admin(sandbox)

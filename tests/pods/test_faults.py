@@ -3,6 +3,8 @@ test ends with 0 billing pods, with at most one billing pod at any moment."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from pistachio_infra.endpoints import resolve_cloud
@@ -28,7 +30,7 @@ def spec(**kw) -> PodSpec:
 def one_at_a_time(admin) -> None:
     """No two pods billed at the same moment."""
     spans = sorted((p["created_at"], p["terminated_at"] or float("inf")) for p in admin.pods())
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end, f"two pods billed at once: {spans}"
 
 
@@ -128,7 +130,9 @@ def test_every_stuck_attempt_fails_cleanly_after_max_attempts(sandbox, sandbox_a
     assert live_pods(sandbox_admin) == [] and len(sandbox_admin.pods()) == 2
 
 
-@pytest.mark.parametrize(("kind", "error"), [("insufficient_balance", InsufficientBalanceError), ("forbidden", AuthError)])
+@pytest.mark.parametrize(
+    ("kind", "error"), [("insufficient_balance", InsufficientBalanceError), ("forbidden", AuthError)]
+)
 def test_refused_create_is_a_clear_error_and_leaves_nothing(sandbox, sandbox_admin, store, kind, error):
     sandbox_admin.inject(kind, count=1)
     with pytest.raises(error), session(store=store):
