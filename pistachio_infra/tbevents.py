@@ -39,7 +39,7 @@ class RunScalars:
         return sorted(
             tag.removesuffix("/loss")
             for tag in self.tags
-            if tag.endswith("/loss") and tag.count("/") == 1 and not tag.startswith(("train/", "eval/"))
+            if tag.endswith("/loss") and tag.count("/") == 1 and not tag.startswith("train/")
         )
 
 

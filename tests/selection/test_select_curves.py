@@ -238,3 +238,14 @@ def test_nan_losses_are_reported_and_skipped(run_dir):
 def test_tolerance_out_of_range(run_dir):
     with pytest.raises(ConfigError, match="tolerance"):
         select_checkpoint(run_dir, tolerance=1.5)
+
+
+def test_eval_dataset_named_eval_is_found(run_dir):
+    """pistachio's renderer names the eval dataset `eval`: tags eval/loss next to DiffusionPipe's eval/eval_time_sec."""
+    write_run(run_dir, u_curve, eval_name="eval")
+    events = Events(run_dir, suffix=".timing")
+    events.scalar("eval/eval_time_sec", 3.2, 10)
+    events.scalar("eval/loss_quantile_0.10", 0.2, 10)
+    events.close()
+    sel = select_checkpoint(run_dir, tolerance=0.0)
+    assert (sel.eval_name, sel.step) == ("eval", 120)
