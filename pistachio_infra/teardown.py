@@ -40,6 +40,7 @@ class PodSession:
     deadline_epoch: float  # when the watchdog terminates the pod whatever happens
     bootstrap: BootstrapReport | None = None
     timings: dict[str, float] = field(default_factory=dict)  # provision_s, ssh_wait_s, watchdog_s, bootstrap_s
+    heartbeat: Heartbeat | None = None  # touches the pod's heartbeat file while the client is attached
 
     @property
     def pod(self) -> Pod:
@@ -135,6 +136,7 @@ def pod_session(
                     "watchdog_s": t2 - t1,
                     "bootstrap_s": t3 - t2,
                 },
+                heartbeat=heartbeat,
             )
             yield session
             outcome = "done"

@@ -54,7 +54,7 @@ def matches(path, entry):
 def key_of(item):
     if item["kind"] == "file":
         return "file:" + item["dest"]
-    return "snapshot:%s@%s" % (item["repo_id"], item["revision"])
+    return "snapshot:{}@{}".format(item["repo_id"], item["revision"])
 
 
 def present(ws, entry):
@@ -69,10 +69,12 @@ def fetch_file(ws, item):
     path = item["path"]
     if item["dest"].endswith("/" + path) or item["dest"] == path:
         local_dir = ws / item["dest"][: len(item["dest"]) - len(path)]
-        got = Path(hf_hub_download(item["repo_id"], path, revision=item["revision"], local_dir=str(local_dir)))
+        got = Path(hf_hub_download(item["repo_id"], path, revision=item["revision"], local_dir=str(local_dir),
+                                   force_download=True))  # it did not match the manifest: fetch it again
     else:
         tmp_dir = ws / ".pistachio" / "hf-download"
-        got = Path(hf_hub_download(item["repo_id"], path, revision=item["revision"], local_dir=str(tmp_dir)))
+        got = Path(hf_hub_download(item["repo_id"], path, revision=item["revision"], local_dir=str(tmp_dir),
+                                   force_download=True))
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(got, dest)
         got = dest
@@ -81,7 +83,7 @@ def fetch_file(ws, item):
     etag = etag.strip('"').lower()
     if SHA256_RE.match(etag) and etag != meta["sha256"]:
         os.unlink(got)
-        raise SystemExit("%s/%s: sha256 %s differs from the hub's %s; deleted" % (
+        raise SystemExit("{}/{}: sha256 {} differs from the hub's {}; deleted".format(
             item["repo_id"], path, meta["sha256"], etag))
     return {str(got.relative_to(ws)): meta}
 

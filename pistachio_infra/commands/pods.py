@@ -15,9 +15,12 @@ if TYPE_CHECKING:
 
 
 def _console() -> Any:
+    import sys
+
     from rich.console import Console
 
-    return Console(highlight=False)
+    # piped (scripts, logs): no wrapping at 80 columns, so names and ids stay whole and greppable
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
 def _clock(epoch: float) -> str:
