@@ -117,7 +117,7 @@ def start(home: Path | str | None = None, scenario: str | Path | None = None) ->
         stale = _read_info(home)
         if stale and _alive(int(stale.get("pid", 0))):
             _terminate_process(int(stale["pid"]))
-        (home / "info.json").unlink(missing_ok=True)
+        # a stale info.json stays: the new server reads its ports to listen on the same ones again
         cmd = [sys.executable, "-m", "pistachio_infra.sandbox.server", "--home", str(home)]
         if scenario_path is not None:
             cmd += ["--scenario", str(scenario_path)]
