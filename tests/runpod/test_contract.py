@@ -81,7 +81,7 @@ def unique(prefix: str = "pst-contract") -> str:
 
 
 def pod_request(public_key: str, gpu: str, **kw) -> PodRequest:
-    env = {"PUBLIC_KEY": public_key, "QUOTED": 'a "b" \\c', **kw.pop("env", {})}
+    env = {"PUBLIC_KEY": public_key, **kw.pop("env", {})}
     return PodRequest(name=kw.pop("name", unique()), image=IMAGE, gpu_type_id=gpu, env=env, **kw)
 
 
@@ -164,7 +164,6 @@ def test_pod_lifecycle(api, sandbox_admin, public_key):
     up = wait_for(api, pod.id, lambda p: p is not None and p.ssh_ready)
     assert up.status == PodStatus.RUNNING and up.gpu_type_id == gpu and up.data_center_id
     assert up.cost_per_hr > 0
-    assert up.env["QUOTED"] == 'a "b" \\c'  # survived the trip (GraphQL: escaped literals)
     with socket.create_connection((up.ssh_host, up.ssh_port), timeout=5) as conn:
         assert conn.recv(64).startswith(b"SSH-2.0")  # a real sshd behind the endpoint
 
@@ -186,6 +185,19 @@ def test_pod_lifecycle(api, sandbox_admin, public_key):
     assert api.find_pod_by_name(request.name) is None
     api.terminate_pod(pod.id)  # idempotent
     assert sandbox_admin.billing().get(pod.id, 0) > 0
+
+
+def test_quotes_backslashes_and_newlines_survive_the_trip(api, public_key):
+    # GraphQL: the SDK pastes literals into the query text; unescaped, these would break or inject.
+    nasty = {"QUOTE": 'say "hi"', "BACKSLASH": "C:\\dir\\", "NEWLINE": "one\ntwo", "INJECT": '"}) { id } }#'}
+    name = unique() + ' "q" \\'
+    pod = api.create_pod(pod_request(public_key, stocked_gpu(api), name=name, env=nasty))
+    read = api.get_pod(pod.id)
+    assert read.name == name
+    assert {k: read.env[k] for k in nasty} == nasty
+    assert api.find_pod_by_name(name).id == pod.id
+    # (the sandbox's pod host refuses such env values at boot; RunPod does not: so no wait for RUNNING here)
+    api.terminate_pod(pod.id)
 
 
 def test_a_pod_created_by_one_adapter_reads_the_same_through_the_other(sandbox, public_key):
@@ -266,6 +278,7 @@ def test_rate_limit_burst_is_waited_out(api, adapter, sandbox_admin):
     sandbox_admin.inject("rate_limit", count=2, retry_after=1, api=ADAPTER_API[adapter])
     started = time.monotonic()
     assert isinstance(api.list_pods(), list)
+    assert sandbox_admin.faults() == []  # both 429s were really answered
     if adapter == "rest":  # REST carries Retry-After; our backoff alone (≤0.5 s) could not take this long
         assert time.monotonic() - started >= 1.8
 
@@ -273,6 +286,7 @@ def test_rate_limit_burst_is_waited_out(api, adapter, sandbox_admin):
 def test_server_error_burst_is_retried(api, adapter, sandbox_admin):
     sandbox_admin.inject("server_error", count=3, status=503, api=ADAPTER_API[adapter])
     assert api.list_gpu_types()
+    assert sandbox_admin.faults() == []
 
 
 def test_create_500_after_create_leaves_exactly_one_pod(api, adapter, sandbox_admin, public_key):
@@ -281,6 +295,7 @@ def test_create_500_after_create_leaves_exactly_one_pod(api, adapter, sandbox_ad
     request = pod_request(public_key, gpu)
     pod = api.create_pod(request)
     assert pod.name == request.name
+    assert sandbox_admin.faults() == []  # the 500 was really answered
     assert [p["id"] for p in live_pods_named(sandbox_admin, request.name)] == [pod.id]
 
 
@@ -290,6 +305,7 @@ def test_create_server_error_before_create_retries_to_one_pod(api, adapter, sand
     sandbox_admin.inject("server_error", count=2, status=502, api=ADAPTER_API[adapter], **operation[adapter])
     request = pod_request(public_key, gpu)
     pod = api.create_pod(request)
+    assert sandbox_admin.faults() == []
     assert [p["id"] for p in live_pods_named(sandbox_admin, request.name)] == [pod.id]
 
 
