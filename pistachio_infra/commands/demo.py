@@ -1,0 +1,76 @@
+"""`demo`: the whole pipeline against the local sandbox with a generated character dataset ($0)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import click
+
+DEMO_TOML = """\
+# The demo project written by `pistachio-infra demo` (it runs against the local sandbox: $0).
+[project]
+name = "demo"
+comfyui_loras_dir = "ComfyUI/models/loras"   # a local ComfyUI-style folder next to this file
+
+[jobs.pip]
+character = "Pip"
+trigger = "pip7"
+dataset = "images"
+gpu = ["a6000", "a40"]
+epochs = {epochs}
+checkpoints = 10
+"""
+
+
+@click.command()
+@click.option("--images", default=24, show_default=True, type=click.IntRange(6, 200), help="Images to generate.")
+@click.option("--epochs", default=12, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--keep-sandbox", is_flag=True, help="Leave the sandbox running afterwards.")
+@click.option("--restart", is_flag=True, help="Start the demo job over instead of resuming it.")
+def demo(images: int, epochs: int, keep_sandbox: bool, restart: bool) -> None:
+    """Run the whole train pipeline on a generated character in the local sandbox (no account, no cost).
+
+    Uses its own state folder (<state dir>/demo, or $PISTACHIO_HOME when set), so it never touches real pods.
+    """
+    from rich.console import Console
+
+    from ..paths import state_dir
+
+    if not os.environ.get("PISTACHIO_HOME"):
+        os.environ["PISTACHIO_HOME"] = str(state_dir() / "demo")
+    os.environ["PISTACHIO_SANDBOX"] = "1"
+
+    from ..demo_data import generate_dataset
+    from ..jobs import TrainRequest, run_training
+    from ..sandbox import control
+    from ..spec import load_project
+    from .train import show_result
+
+    console = Console(highlight=False)
+    t0 = time.monotonic()
+    home = state_dir()
+    was_running = control.status() is not None
+    console.print(f"[bold]pistachio-infra demo[/bold] (state in {home})")
+    if not was_running:
+        console.print("  starting the local sandbox (a RunPod stand-in on 127.0.0.1)")
+    control.ensure_running()
+    project_dir = home / "demo-project"
+    dataset = project_dir / "images"
+    if len(list(dataset.glob("*.png"))) != images:
+        for old in dataset.glob("*.png"):
+            old.unlink()
+        generate_dataset(dataset, images)
+        console.print(f"  generated {images} images of 'Pip' in {dataset}")
+    toml = project_dir / "pistachio.toml"
+    toml.write_text(DEMO_TOML.format(epochs=epochs))
+    project = load_project(toml)
+    try:
+        result = run_training(TrainRequest(job=project.job("pip"), project=project, base_dir=project_dir,
+                                           restart=restart), console)
+    finally:
+        if not keep_sandbox and not was_running:
+            control.stop()
+    show_result(console, result)
+    console.print(f"  total   {time.monotonic() - t0:.0f}s")
+    console.print("\nNext: `pistachio-infra init` in your own folder, then `pistachio-infra train JOB`.")

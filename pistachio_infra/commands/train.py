@@ -1,0 +1,60 @@
+"""`train JOB`: images in, a LoRA installed in ComfyUI out, the pod torn down; resumable (jobs.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+@click.command()
+@click.argument("job")
+@click.option("--project", "project_path", type=click.Path(path_type=Path), default=None,
+              help="pistachio.toml to read (default: ./pistachio.toml).")
+@click.option("--restart", is_flag=True, help="Start over instead of resuming an unfinished run of this job.")
+@click.option("--recaption", is_flag=True, help="Caption every image with JoyCaption, replacing your .txt captions.")
+@click.option("--gpu", default=None, help="GPU class, or classes in fallback order (comma-separated); "
+                                          "overrides the job's `gpu`.")
+@click.option("--max-hours", type=float, default=12.0, show_default=True,
+              help="Hard limit: the pod's watchdog terminates it after this long, whatever happens.")
+@click.option("--volume/--no-volume", default=None,
+              help="Mount the env stack's network volume (model cache). Default: when `env up` created one.")
+def train(job: str, project_path: Path | None, restart: bool, recaption: bool, gpu: str | None, max_hours: float,
+          volume: bool | None) -> None:
+    """Train JOB (a job in pistachio.toml, a job TOML or a dataset folder) and install its LoRA.
+
+    \b
+    preflight → provision → bootstrap → upload → caption → split → render → train → select → harvest → install
+    Rerun the same command after an interruption to continue where it stopped.
+    """
+    from ..jobs import TrainRequest, run_training
+    from ..spec import find_project, resolve_job
+
+    project = find_project(project_path)
+    spec = resolve_job(project, job)
+    if project_path is not None:
+        base = Path(project_path).resolve()
+        base = base if base.is_dir() else base.parent
+    else:
+        base = Path.cwd()
+    classes = tuple(c.strip() for c in gpu.split(",") if c.strip()) if gpu else ()
+    request = TrainRequest(job=spec, project=project, base_dir=base, restart=restart,
+                           recaption=recaption or spec.recaption, gpu=classes, max_hours=max_hours, volume=volume)
+    console = _console()
+    result = run_training(request, console)
+    show_result(console, result)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, stderr=False)
+
+
+def show_result(console: Any, result: Any) -> None:
+    console.print()
+    console.print(f"[bold green]done[/bold green]: step {result.step} ({result.verdict}), "
+                  f"billed ${result.billed_usd:.2f}")
+    console.print(f"  report  {result.report}")
+    console.print(f"  LoRA    {result.installed or result.lora}")

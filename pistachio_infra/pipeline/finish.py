@@ -1,0 +1,94 @@
+"""The end of a run: what it cost (ledger) and its report (runs/<job>/<timestamp>/)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..state import Store
+from .context import RunContext
+
+
+def record_costs(store: Store, job_id: int) -> tuple[float, float]:
+    """Billed cost of every pod of the job (cost_per_hr × seconds from create to gone) into the ledger; returns
+    (billed USD, billed seconds). The estimate made at training start goes on the ledger row of the first pod."""
+    estimate = next((e["usd"] for e in reversed(store.events(job_id)) if e["kind"] == "estimate"), None)
+    total_usd = total_s = 0.0
+    for i, pod in enumerate(p for p in store.pods(job_id=job_id) if p.pod_id):
+        end = pod.gone_at or time.time()
+        seconds = max(0.0, end - pod.created_at)
+        usd = (pod.cost_per_hr or 0.0) * seconds / 3600
+        store.record_billing(pod.pod_id, billed_usd=usd, billed_seconds=seconds, job_id=job_id,
+                             estimated_usd=estimate if i == 0 else None)
+        total_usd += usd
+        total_s += seconds
+    return total_usd, total_s
+
+
+def estimated_cost(store: Store, job_id: int) -> float | None:
+    return next((e["usd"] for e in reversed(store.events(job_id)) if e["kind"] == "estimate"), None)
+
+
+def environment_lock(ctx: RunContext) -> dict[str, Any]:
+    from ..catalog import sources
+
+    pins: dict[str, Any] = {"image": sources().image.name}
+    for name, repo in sources().repos.items():
+        pin = ctx.cloud.repo_overrides.get(name)
+        pins[name] = {"url": pin.url if pin else repo.url, "commit": pin.commit if pin else repo.commit}
+    pins["base_model"] = ctx.job.base_model
+    return pins
+
+
+def write_run_report(ctx: RunContext, billed_usd: float | None) -> Path:
+    from ..report import ReportData, report_dir, write_report
+    from .harvest import selection
+
+    sel = selection(ctx) if ctx.stages.is_done("train") else None
+    installed = ctx.stages.result("install").get("installed") or ctx.stages.result("harvest").get("path")
+    provision = ctx.stages.result("provision")
+    data = ReportData(
+        job=ctx.job.name,
+        character=ctx.job.character,
+        trigger=ctx.job.trigger,
+        gpu_class=provision.get("gpu_class") or ctx.gpu_classes[0],
+        pod_id=provision.get("pod_id"),
+        gpu_requested=ctx.gpu_classes[0],
+        selection=sel,
+        configs=sorted((ctx.work_dir / "configs").glob("*.toml")),
+        captions_dir=ctx.captions_dir if ctx.captions_dir.is_dir() else None,
+        cost_estimated_usd=estimated_cost(ctx.store, ctx.job_id),
+        cost_billed_usd=billed_usd,
+        stage_seconds=ctx.stages.seconds(),
+        lock=environment_lock(ctx),
+        lora_path=installed,
+        wandb_url=ctx.wandb_url or ctx.stages.result("train").get("wandb_url"),
+        started_at=ctx.started,
+        finished_at=datetime.now(UTC),
+        notes=[*ctx.notes, *_recorded_notes(ctx)],
+    )
+    staging = ctx.work_dir / "report-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    written = write_report(staging, data)
+    staged = report_dir(staging, data)
+    ctx.run_folder.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(staged, ctx.run_folder, dirs_exist_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    return ctx.run_folder / written.name
+
+
+def _recorded_notes(ctx: RunContext) -> list[str]:
+    notes = []
+    dropped = ctx.stages.result("caption").get("dropped") or []
+    if dropped and not any("dropped" in n for n in ctx.notes):
+        notes.append(f"dropped (no caption after a retry): {', '.join(dropped)}")
+    resumed = ctx.stages.result("train").get("resumed_at")
+    if resumed:
+        notes.append(f"training resumed from the checkpoint at step {resumed}")
+    lost = [e for e in ctx.store.events(ctx.job_id) if e["kind"] == "pod_lost"]
+    if lost:
+        notes.append(f"{len(lost)} pod(s) lost during the run (preempted or stopped); a new pod took over each time")
+    return notes

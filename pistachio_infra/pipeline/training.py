@@ -1,0 +1,371 @@
+"""The train stage: launch DiffusionPipe detached, follow it (re-attaching after SSH drops and client restarts),
+show progress, mirror what a resume needs, and notice when the pod itself is lost.
+
+Launch: `NCCL_P2P_DISABLE=1 NCCL_IB_DISABLE=1 deepspeed --num_gpus=1 train.py --deepspeed --config <toml>` in the
+diffusion-pipe folder, as a detached job named "train"; WANDB_API_KEY travels in the job's environment only (the
+training TOML, which DiffusionPipe copies into every checkpoint folder, never holds it).
+
+Resume: the run dir name is recorded as soon as it appears. A later attempt (client restart, new pod after
+preemption) re-attaches to a training that still runs; otherwise it relaunches with
+`--resume_from_checkpoint <run dir>` when the run dir has a DeepSpeed checkpoint (`latest` + `global_stepN/`) — on
+the pod (network volume), or pushed from the local mirror. Interruptible pods without a network volume mirror the
+latest checkpoint, the event files and the saved LoRAs to this machine while training (`full` sync), so a
+preempted run continues on a new pod from its last checkpoint instead of step 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import shlex
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..credentials import get_secret, redact
+from ..errors import PistachioError
+from ..render import RenderedConfigs
+from ..selection import CHECKPOINT_DIR_RE, LORA_FILE
+from .context import RunContext
+
+TRAIN_JOB = "train"
+COMPLETE = "TRAINING COMPLETE!"
+STEP_RE = re.compile(r"\bsteps:\s*(\d+)\s+loss:\s*(\S+)")
+EPOCH_RE = re.compile(r"Started new epoch: (\d+)")
+RESUME_RE = re.compile(r"Resuming at epoch: (\d+), step: (\d+)")
+SAVE_RE = re.compile(r"Saving model to directory (\S+)")
+WANDB_RE = re.compile(r"View run .* at:? (https?://\S+)")
+ADAPTER_FILES = (LORA_FILE, "adapter_config.json")
+
+
+class PodLost(Exception):
+    """The pod stopped (preempted, exited, terminated) while a stage needed it."""
+
+
+class TrainingError(PistachioError):
+    pass
+
+
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+@dataclass
+class Progress:
+    total: int
+    step: int = 0
+    epoch: int = 1
+    loss: float | None = None
+    eval_loss: float | None = None
+    wandb_url: str | None = None
+    complete: bool = False
+    saves: list[str] = field(default_factory=list)
+    resumed_at: int | None = None
+    pending: str = ""
+    tail: list[str] = field(default_factory=list)
+
+    def feed(self, text: str) -> None:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            self.tail = [*self.tail, line][-20:]
+            if m := STEP_RE.search(line):
+                self.step = int(m.group(1))
+                with contextlib.suppress(ValueError):
+                    self.loss = float(m.group(2))
+            elif m := EPOCH_RE.search(line):
+                self.epoch = int(m.group(1))
+            elif m := RESUME_RE.search(line):
+                self.epoch, self.step = int(m.group(1)), int(m.group(2))
+                self.resumed_at = self.step
+            elif m := SAVE_RE.search(line):
+                self.saves.append(m.group(1))
+            elif m := WANDB_RE.search(line):
+                self.wandb_url = m.group(1)
+            elif COMPLETE in line:
+                self.complete = True
+
+
+# --- run dir and mirror -------------------------------------------------------------------------------------
+
+def _recorded_run(ctx: RunContext) -> str | None:
+    runs = [e["name"] for e in ctx.store.events(ctx.job_id) if e["kind"] == "train_run"]
+    return runs[-1] if runs else None
+
+
+def _list_runs(ctx: RunContext) -> set[str]:
+    out = str(ctx.job_layout.output_dir)
+    res = ctx.remote.run(f"mkdir -p -- {shlex.quote(out)} && ls -1 -- {shlex.quote(out)}", check=False)
+    return {line.strip() for line in res.stdout.splitlines() if line.strip()}
+
+
+def full_sync_needed(ctx: RunContext) -> bool:
+    """Mirror checkpoints to this machine: an interruptible pod whose workspace dies with it (no network volume)."""
+    pod = ctx.session.pod if ctx.session is not None else None
+    return bool(ctx.job.interruptible and pod is not None and not pod.network_volume_id)
+
+
+def sync(ctx: RunContext, run: str, *, full: bool) -> None:
+    """Mirror the run's event files (always) and, with `full`, `latest`, its global_stepN and the saved LoRAs
+    (adapter files only: never the training TOML DiffusionPipe copies next to them)."""
+    remote = ctx.remote
+    base = f"{ctx.job_layout.output_dir}/{run}"
+    local = ctx.mirror_dir / run
+    latest = None
+    if full:
+        res = remote.run(f"cat -- {shlex.quote(base + '/latest')} 2>/dev/null", check=False)
+        latest = res.stdout.strip() or None
+
+    def include(rel: str) -> bool:
+        parts = rel.split("/")
+        if len(parts) == 1:
+            return parts[0].startswith("events.out.tfevents") or (full and parts[0] == "latest")
+        if not full:
+            return False
+        if parts[0].startswith("global_step"):
+            return parts[0] == latest
+        return len(parts) == 2 and bool(CHECKPOINT_DIR_RE.match(parts[0])) and parts[1] in ADAPTER_FILES
+
+    remote.get_tree(base, local, include=include, progress=False)
+    if full and latest:
+        for old in local.glob("global_step*"):
+            if old.name != latest:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def _last_eval(ctx: RunContext, run: str, eval_name: str) -> float | None:
+    from ..tbevents import read_scalars
+
+    try:
+        series = read_scalars(ctx.mirror_dir / run).series(f"{eval_name}/loss")
+    except Exception:
+        return None
+    return series[-1].value if series else None
+
+
+def saved_folders(ctx: RunContext, run: str) -> list[str]:
+    """`stepN`/`epochN` folders of the run on the pod that hold a LoRA file."""
+    base = f"{ctx.job_layout.output_dir}/{run}"
+    res = ctx.remote.run(f"cd -- {shlex.quote(base)} && ls -1d -- */{LORA_FILE} 2>/dev/null", check=False)
+    names = [line.split("/")[0] for line in res.stdout.splitlines() if line.strip()]
+    return sorted(n for n in names if CHECKPOINT_DIR_RE.match(n))
+
+
+# --- launching ----------------------------------------------------------------------------------------------
+
+def _push_checkpoint(ctx: RunContext, run: str) -> bool:
+    """Put the mirrored checkpoint of `run` onto a new pod; False when there is none."""
+    local = ctx.mirror_dir / run
+    if not (local / "latest").is_file():
+        return False
+    tag = (local / "latest").read_text().strip()
+    if not (local / tag).is_dir():
+        return False
+    ctx.say(f"pushing the last checkpoint ({tag}) of run {run} to the new pod")
+    ctx.remote.put_tree(local, f"{ctx.job_layout.output_dir}/{run}")
+    return True
+
+
+def _launch(ctx: RunContext, rendered: RenderedConfigs, run: str | None) -> str | None:
+    from ..watchdog import clear_job_markers
+
+    remote = ctx.remote
+    resume = None
+    if run is not None:
+        base = f"{ctx.job_layout.output_dir}/{run}"
+        there = remote.run(f"test -f {shlex.quote(base + '/latest')}", check=False).exit_code == 0
+        if not there:
+            there = _push_checkpoint(ctx, run)
+        if there:
+            resume = run
+        else:
+            ctx.note(f"run {run} left no checkpoint to resume from: training starts again from step 0")
+    argv = list(rendered.train_argv) + (["--resume_from_checkpoint", resume] if resume else [])
+    env = dict(rendered.train_env)
+    if ctx.job.wandb_enabled:
+        env["WANDB_API_KEY"] = get_secret("WANDB_API_KEY", required=True) or ""
+    clear_job_markers(remote)
+    remote.start_detached(TRAIN_JOB, shlex.join(argv), env=env, cwd=rendered.train_cwd)
+    ctx.store.add_event(ctx.job_id, "train_launch", {"pod": ctx.pod_name, "resume": resume})
+    ctx.say(("resuming run " + resume if resume else "training started") + f" on {ctx.pod_name}")
+    return resume
+
+
+# --- following ----------------------------------------------------------------------------------------------
+
+def _check_pod(ctx: RunContext) -> None:
+    """Raise PodLost when the API says the pod is not running any more."""
+    from ..pods.lifecycle import DEAD
+    from ..runpod.port import RunPodApiError
+
+    try:
+        pod = ctx.session.lifecycle.api.get_pod(ctx.session.pod.id)
+    except RunPodApiError:
+        return
+    if pod is None or pod.status in DEAD:
+        status = "gone" if pod is None else pod.status.value
+        raise PodLost(f"pod {ctx.session.pod.id} is {status}")
+
+
+def _reattach(ctx: RunContext, give_up_at: float) -> None:
+    """After a connection error: the pod is lost (PodLost), or reconnect, retrying until `give_up_at`."""
+    from ..remote.errors import SshNotReadyError
+
+    while True:
+        _check_pod(ctx)
+        try:
+            ctx.remote.reconnect(timeout=min(20.0, max(1.0, give_up_at - time.monotonic())))
+            ctx.store.add_event(ctx.job_id, "reconnected", {"pod": ctx.pod_name})
+            return
+        except SshNotReadyError as exc:
+            if time.monotonic() >= give_up_at:
+                _check_pod(ctx)
+                raise TrainingError(f"lost SSH to pod {ctx.pod_name} and could not reconnect",
+                                    "rerun the same command: it re-attaches to the training if the pod is still up"
+                                    ) from exc
+
+
+def _estimate(ctx: RunContext, progress: Progress, started: float, first_step: int) -> None:
+    """Record the cost estimate once, when the step rate is known: pod time so far + the rest of training."""
+    if any(e["kind"] == "estimate" for e in ctx.store.events(ctx.job_id)):
+        return
+    done = progress.step - first_step
+    if done < max(3, progress.total // 20):
+        return
+    per_step = (time.monotonic() - started) / done
+    remaining = max(0, progress.total - progress.step) * per_step
+    pod = ctx.store.pod(ctx.session.name)
+    elapsed = time.time() - (pod.created_at if pod else time.time())
+    usd = ctx.session.cost_per_hr * (elapsed + remaining + 60) / 3600  # + a minute for select, harvest, teardown
+    ctx.store.add_event(ctx.job_id, "estimate", {"usd": usd, "seconds_per_step": per_step})
+
+
+def _spent(ctx: RunContext) -> float:
+    pod = ctx.store.pod(ctx.session.name)
+    if pod is None:
+        return 0.0
+    return ctx.session.cost_per_hr * max(0.0, time.time() - pod.created_at) / 3600
+
+
+def follow(ctx: RunContext, rendered: RenderedConfigs, run: str | None) -> tuple[Progress, str, int | None]:
+    """Follow the train job to its end; returns (progress, run dir name, exit code)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import Progress as Bar
+
+    from ..remote.channel import CONNECTION_ERRORS
+    from ..remote.errors import TransferError
+
+    remote = ctx.remote
+    poll = _env_seconds("PISTACHIO_TRAIN_POLL_S", 2.0)
+    sync_every = _env_seconds("PISTACHIO_TRAIN_SYNC_S", 30.0)
+    reconnect_s = _env_seconds("PISTACHIO_RECONNECT_S", 300.0)
+    full = full_sync_needed(ctx)
+    cadence = rendered.cadence
+    progress = Progress(total=cadence.estimated_steps if cadence else 0)
+    before = _list_runs(ctx) if run is None else set()
+    offset = 0
+    last_sync = 0.0
+    synced_saves = 0
+    started = time.monotonic()
+    first_step: int | None = None
+    exit_code: int | None = None
+    fmt = "{:.4f}"
+    columns = (
+        TextColumn("  training"), BarColumn(), MofNCompleteColumn(), TextColumn("epoch {task.fields[epoch]}"),
+        TextColumn("loss {task.fields[loss]}"), TextColumn("eval {task.fields[eval]}"), TimeRemainingColumn(),
+        TextColumn("${task.fields[cost]}"),
+    )
+    with Bar(*columns, console=ctx.console, transient=False) as bar:
+        task = bar.add_task("train", total=progress.total or None, epoch=1, loss="—", eval="—", cost="0.00")
+        while True:
+            try:
+                status = remote.job(TRAIN_JOB)
+                data, offset = remote.read_log(TRAIN_JOB, offset)
+                if run is None:
+                    new = sorted(_list_runs(ctx) - before)
+                    if new:
+                        run = new[-1]
+                        ctx.store.add_event(ctx.job_id, "train_run", {"name": run, "pod": ctx.pod_name})
+                now = time.monotonic()
+                if run is not None and (len(progress.saves) > synced_saves or now - last_sync > sync_every) and (
+                    now - last_sync > min(sync_every, 5.0) or status is None or not status.running
+                ):
+                    with contextlib.suppress(TransferError):  # a file being written: the next sync gets it
+                        sync(ctx, run, full=full)
+                        progress.eval_loss = _last_eval(ctx, run, rendered.eval_name)
+                    synced_saves, last_sync = len(progress.saves), now
+            except CONNECTION_ERRORS:
+                _reattach(ctx, time.monotonic() + reconnect_s)
+                continue
+            if status is None:
+                raise TrainingError(f"no training job on pod {ctx.pod_name}", "rerun the same command")
+            if data:
+                progress.feed(data.decode("utf-8", "replace"))
+                if first_step is None and progress.step:
+                    first_step, started = progress.step, time.monotonic()
+            if progress.wandb_url and progress.wandb_url != ctx.wandb_url:
+                ctx.wandb_url = progress.wandb_url
+                ctx.say(f"wandb: {progress.wandb_url}")
+            if progress.step > progress.total:
+                progress.total = progress.step
+            if first_step is not None:
+                _estimate(ctx, progress, started, first_step)
+            bar.update(
+                task, completed=progress.step, total=progress.total or None, epoch=progress.epoch,
+                loss=fmt.format(progress.loss) if progress.loss is not None and math.isfinite(progress.loss) else "—",
+                eval=fmt.format(progress.eval_loss) if progress.eval_loss is not None else "—",
+                cost=f"{_spent(ctx):.2f}",
+            )
+            if not status.running and not data:
+                exit_code = status.exit_code
+                break
+            if not data:
+                time.sleep(poll)
+    if run is None:
+        raise TrainingError(f"DiffusionPipe created no run folder on pod {ctx.pod_name}",
+                            "read the log: pistachio-infra logs POD --job train")
+    return progress, run, exit_code
+
+
+def train(ctx: RunContext, rendered: RenderedConfigs) -> dict[str, Any]:
+    from ..watchdog import mark_job_finished
+
+    run = _recorded_run(ctx)
+    job = ctx.remote.job(TRAIN_JOB)
+    if job is not None and job.running and run is not None:
+        ctx.say(f"re-attaching to the training running on {ctx.pod_name} (run {run})")
+        ctx.store.add_event(ctx.job_id, "train_reattach", {"pod": ctx.pod_name})
+    elif job is not None and job.exit_code == 0 and run is not None and _completed(ctx, job.log_path):
+        ctx.say(f"training of run {run} already finished on {ctx.pod_name}")
+    else:
+        if job is not None and job.running:  # a trainer whose run dir we never recorded: start clean
+            ctx.remote.kill_job(TRAIN_JOB)
+        run = _launch(ctx, rendered, run)  # None: a fresh run, whose folder follow() finds
+    progress, run, code = follow(ctx, rendered, run)
+    if code is None:
+        _check_pod(ctx)
+        raise TrainingError(f"the training on pod {ctx.pod_name} was killed (no exit code)",
+                            "rerun the same command: it resumes from the last checkpoint")
+    if code != 0 or not progress.complete:
+        tail = redact(" | ".join(line for line in progress.tail[-6:] if line.strip()))
+        raise TrainingError(f"DiffusionPipe exited with {code} on pod {ctx.pod_name}: {tail}",
+                            "fix the cause; rerunning resumes from the last checkpoint")
+    sync(ctx, run, full=full_sync_needed(ctx))
+    folders = saved_folders(ctx, run)
+    mark_job_finished(ctx.remote)
+    ctx.say(f"training complete: {progress.step} steps, {len(folders)} LoRA checkpoints")
+    return {"run": run, "steps": progress.step, "saved": folders, "wandb_url": progress.wandb_url,
+            "resumed_at": progress.resumed_at}
+
+
+def _completed(ctx: RunContext, log_path: str) -> bool:
+    return ctx.remote.run(f"grep -qF {shlex.quote(COMPLETE)} -- {shlex.quote(log_path)}", check=False).exit_code == 0
+
+
+def mirror_path(ctx: RunContext, run: str) -> Path:
+    return ctx.mirror_dir / run
