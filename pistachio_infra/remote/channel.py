@@ -7,6 +7,7 @@ they exist only in the shell's memory and the environment of the processes it st
 
 from __future__ import annotations
 
+import contextlib
 import re
 import select
 import shlex
@@ -35,8 +36,9 @@ class ExecResult:
     stderr: bytes
 
 
-class ExecTimeout(Exception):
-    pass
+class ExecTimeout(SshConnectionLostError):
+    """No end of the command within its timeout. `Remote.run` reports it as a command timeout; for the short
+    internal scripts (job status, hashes, transfers) it means the connection hangs, so it counts as a lost one."""
 
 
 def env_exports(env: dict[str, str] | None) -> str:
@@ -48,13 +50,23 @@ def env_exports(env: dict[str, str] | None) -> str:
     return "".join(lines)
 
 
+def close_quietly(chan: paramiko.Channel) -> None:
+    """Closing a channel on a dead transport raises; the channel is gone either way."""
+    with contextlib.suppress(paramiko.SSHException, EOFError, OSError):
+        chan.close()
+
+
+def reason(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
 def open_channel(transport: paramiko.Transport | None, pod_id: str, *, timeout: float = 60.0) -> paramiko.Channel:
     if transport is None or not transport.is_active():
         raise SshConnectionLostError(f"the SSH connection to pod {pod_id} is closed", "reconnect and retry")
     try:
         chan = transport.open_session(timeout=timeout)
     except (paramiko.SSHException, EOFError, OSError) as exc:
-        raise SshConnectionLostError(f"cannot open an SSH session on pod {pod_id}: {exc}", "reconnect") from exc
+        raise SshConnectionLostError(f"cannot open an SSH session on pod {pod_id}: {reason(exc)}", "reconnect") from exc
     chan.settimeout(timeout)
     return chan
 
@@ -75,13 +87,13 @@ def collect(chan: paramiko.Channel, pod_id: str, timeout: float | None) -> ExecR
             if deadline is not None:
                 wait = min(wait, deadline - time.monotonic())
                 if wait <= 0:
-                    raise ExecTimeout
+                    raise ExecTimeout(f"pod {pod_id} did not answer within {timeout:g}s", "reconnect and retry")
             select.select([chan], [], [], wait)
         # the exit status follows EOF closely; the channel closing without one means the connection dropped
         remaining = 30.0 if deadline is None else max(0.1, deadline - time.monotonic())
         chan.status_event.wait(remaining)
     except (TimeoutError, paramiko.SSHException, EOFError, OSError) as exc:
-        raise SshConnectionLostError(f"the SSH connection to pod {pod_id} dropped: {exc}", "reconnect") from exc
+        raise SshConnectionLostError(f"the SSH connection to pod {pod_id} dropped: {reason(exc)}", "reconnect") from exc
     transport = chan.get_transport()
     if chan.exit_status < 0 and (transport is None or not transport.is_active()):
         raise SshConnectionLostError(
@@ -108,7 +120,9 @@ def exec_script(
             chan.sendall((env_exports(env) + script + "\n").encode())
             chan.shutdown_write()
         except (TimeoutError, paramiko.SSHException, EOFError, OSError) as exc:
-            raise SshConnectionLostError(f"the SSH connection to pod {pod_id} dropped: {exc}", "reconnect") from exc
+            raise SshConnectionLostError(
+                f"the SSH connection to pod {pod_id} dropped: {reason(exc)}", "reconnect and retry"
+            ) from exc
         return collect(chan, pod_id, timeout)
     finally:
-        chan.close()
+        close_quietly(chan)

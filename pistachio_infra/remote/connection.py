@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 import paramiko
 from fabric import Config, Connection
@@ -23,8 +24,10 @@ from ..credentials import redact
 from ..state import Store
 from . import jobs, transfer
 from .channel import ExecResult, ExecTimeout, exec_script, open_channel
-from .errors import HostKeyMismatchError, RemoteCommandError, SshNotReadyError
+from .errors import HostKeyMismatchError, RemoteCommandError, SshConnectionLostError, SshNotReadyError
 from .hostkeys import PinnedHostKeyPolicy
+
+T = TypeVar("T")
 
 # paramiko logs handshake failures (expected while a pod boots) at ERROR; without a handler Python's last-resort
 # handler would print them with tracebacks. Applications that configure logging still receive them.
@@ -33,6 +36,9 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 #: How long one connection attempt may take (TCP connect, banner, auth) before it is retried.
 ATTEMPT_TIMEOUT = 10.0
 KEEPALIVE_SECONDS = 15
+RECONNECT_TIMEOUT = 60.0
+#: A transfer interrupted by a dropped connection is resumed (after a reconnect) up to this many times in all.
+TRANSFER_ATTEMPTS = 3
 STDERR_TAIL_LINES = 12
 STDERR_TAIL_CHARS = 1500
 
@@ -210,12 +216,28 @@ class Remote:
         self.round_trips += 1
         return open_channel(self._transport(), self.pod_id, timeout=timeout)
 
+    @property
+    def connected(self) -> bool:
+        transport = self._conn.client.get_transport() if self._conn is not None else None
+        return transport is not None and transport.is_active()
+
     def sftp(self) -> paramiko.SFTPClient:
         """The connection's SFTP session (opened once per connection)."""
         conn = self.connection
-        if conn._sftp is None:
+        if getattr(conn, "_sftp", None) is None:
             self.round_trips += 1
         return conn.sftp()
+
+    def _resumable(self, transfer_once: Callable[[], T]) -> T:
+        """Transfers are idempotent (manifests skip what arrived intact), so a dropped connection is retried."""
+        for attempt in range(TRANSFER_ATTEMPTS):
+            try:
+                return transfer_once()
+            except SshConnectionLostError:
+                if attempt == TRANSFER_ATTEMPTS - 1:
+                    raise
+                self.reconnect(RECONNECT_TIMEOUT)
+        raise AssertionError("unreachable")
 
     # --- commands ---------------------------------------------------------------------------------------
 
@@ -310,10 +332,12 @@ class Remote:
         progress: bool = True,
         include: Callable[[str], bool] | None = None,
     ) -> transfer.TransferStats:
-        return transfer.put_tree(self, Path(local), remote, progress=progress, include=include)
+        return self._resumable(lambda: transfer.put_tree(self, Path(local), remote, progress=progress, include=include))
 
     def get_file(self, remote: str, local: Path, *, expected_sha256: str | None = None, progress: bool = True) -> str:
-        return transfer.get_file(self, remote, Path(local), expected_sha256=expected_sha256, progress=progress)
+        return self._resumable(
+            lambda: transfer.get_file(self, remote, Path(local), expected_sha256=expected_sha256, progress=progress)
+        )
 
     def get_tree(
         self,
@@ -323,4 +347,4 @@ class Remote:
         include: Callable[[str], bool] | None = None,
         progress: bool = True,
     ) -> transfer.TransferStats:
-        return transfer.get_tree(self, remote, Path(local), include=include, progress=progress)
+        return self._resumable(lambda: transfer.get_tree(self, remote, Path(local), include=include, progress=progress))

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, BinaryIO
 
-from .channel import EVAL_STDIN, collect
-from .errors import RemoteCommandError, TransferError
+import paramiko
+
+from .channel import EVAL_STDIN, close_quietly, collect, reason
+from .errors import RemoteCommandError, SshConnectionLostError, TransferError
 from .progress import byte_progress
 
 if TYPE_CHECKING:
-    import paramiko
-
     from .connection import Remote
 
 #: Bytes of quoted paths per sha256sum call (well under ARG_MAX).
@@ -161,8 +161,10 @@ def put_tree(
                         tar.addfile(info, _CountingReader(fh, advance))
             chan.shutdown_write()
             result = collect(chan, remote.pod_id, timeout=600)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise _lost(remote, exc) from exc
         finally:
-            chan.close()
+            close_quietly(chan)
         if result.exit_code != 0:
             raise RemoteCommandError(
                 pod_id=remote.pod_id,
@@ -211,6 +213,15 @@ class _HashingWriter:
         return self.fh.write(data)
 
 
+def _lost(remote: Remote, exc: BaseException) -> SshConnectionLostError:
+    if isinstance(exc, SshConnectionLostError):
+        return exc
+    return SshConnectionLostError(
+        f"the SSH connection to pod {remote.pod_id} dropped during a transfer: {reason(exc)}",
+        "run it again: files that arrived intact are not sent twice",
+    )
+
+
 def _same_file(path: Path, digest: str) -> bool:
     return path.is_file() and file_sha256(path) == digest
 
@@ -233,17 +244,23 @@ def get_file(
         )
     local.parent.mkdir(parents=True, exist_ok=True)
     part = _part_path(local)
-    sftp = remote.sftp()
     try:
-        size = sftp.stat(remote_path).st_size or 0
-        with (
-            byte_progress(f"download {PurePosixPath(remote_path).name}", size, progress) as advance,
-            part.open("wb") as fh,
-        ):
-            writer = _HashingWriter(fh, advance)
-            sftp.getfo(remote_path, writer)  # type: ignore[arg-type]
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            sftp = remote.sftp()
+            size = sftp.stat(remote_path).st_size or 0
+            with (
+                byte_progress(f"download {PurePosixPath(remote_path).name}", size, progress) as advance,
+                part.open("wb") as fh,
+            ):
+                writer = _HashingWriter(fh, advance)
+                sftp.getfo(remote_path, writer)  # type: ignore[arg-type]
+                fh.flush()
+                os.fsync(fh.fileno())
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            if remote.connected:
+                raise TransferError(f"cannot download {remote_path} from pod {remote.pod_id}: {exc}",
+                                    "check the path and its permissions on the pod") from exc  # fmt: skip
+            raise _lost(remote, exc) from exc
         got = writer.h.hexdigest()
         if got != pod_hash:
             raise TransferError(
@@ -297,8 +314,10 @@ def get_tree(
             with byte_progress(f"download ← {remote.pod_id}", total, progress) as advance:
                 _extract_verified(stream, local, expected, set(needed), advance, remote.pod_id)
             result = collect(chan, remote.pod_id, timeout=600)
+        except (OSError, EOFError, paramiko.SSHException, tarfile.ReadError) as exc:
+            raise _lost(remote, exc) from exc
         finally:
-            chan.close()
+            close_quietly(chan)
         if result.exit_code != 0:
             raise RemoteCommandError(
                 pod_id=remote.pod_id,

@@ -151,3 +151,37 @@ def test_get_tree_fetches_selected_files_and_skips_unchanged(remote, pod, tmp_pa
 def test_get_tree_of_a_missing_folder_is_a_clear_error(remote, tmp_path):
     with pytest.raises(TransferError, match="cannot list"):
         remote.get_tree("/no/such/output", tmp_path / "x", progress=False)
+
+
+def test_put_tree_resumes_after_the_connection_drops_mid_upload(remote, pod, tmp_path):
+    local = tmp_path / "big"
+    local.mkdir()
+    payload = {"model.bin": os.urandom(24 << 20), "a.txt": b"a", "b.txt": b"b"}
+    for rel, data in payload.items():
+        (local / rel).write_bytes(data)
+    target = f"{remote.workspace}/upload"
+    partial = pod.local(f"{target}/model.bin")
+    first_connection = remote.connection
+    dropped = threading.Event()
+
+    def drop_mid_upload() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if partial.exists() and 0 < partial.stat().st_size < len(payload["model.bin"]):
+                pod.drop_connections()
+                dropped.set()
+                return
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=drop_mid_upload)
+    watcher.start()
+    try:
+        stats = remote.put_tree(local, target, progress=False)
+    finally:
+        watcher.join()
+    assert dropped.is_set(), "the connection was not dropped during the upload"
+    assert remote.connection is not first_connection
+    assert "model.bin" in stats.paths
+    for rel, data in payload.items():
+        assert pod.local(f"{target}/{rel}").read_bytes() == data
+    assert remote.put_tree(local, target, progress=False).sent == 0
