@@ -139,9 +139,13 @@ def workspace_env(say: Printer) -> dict[str, str]:
 
 
 def select_stack(stack_name: str | None = None, say: Printer = print) -> auto.Stack:
+    from ..endpoints import resolve_cloud
     from .program import env_program
 
     command = pulumi_command()
+    # Credentials (or the sandbox) are settled here, once, so a missing key is one clear line before the engine
+    # starts; the provider process then reads the same environment.
+    resolve_cloud()
     backend = backend_dir()
     backend.mkdir(parents=True, exist_ok=True)
     work_dir = pulumi_dir() / "workspace"

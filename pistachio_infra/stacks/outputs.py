@@ -14,6 +14,7 @@ from typing import Any
 
 PROJECT = "pistachio-env"
 CONFIG_NAMESPACE = "pistachio"
+RESOURCE_TYPE_PREFIX = "pulumi-python:dynamic/runpod:"
 
 
 @dataclass(frozen=True)
@@ -65,14 +66,25 @@ def _checkpoint(stack: str) -> dict[str, Any] | None:
     return None
 
 
+def _resources(stack: str) -> list[dict[str, Any]]:
+    data = _checkpoint(stack) or {}
+    latest = (data.get("checkpoint") or {}).get("latest") or {}
+    return list(latest.get("resources") or [])
+
+
 def raw_outputs(stack: str | None = None) -> dict[str, Any] | None:
     """The stack's exported outputs as Pulumi stored them, or None if the stack has never been deployed."""
-    data = _checkpoint(stack or default_stack())
-    resources = ((data or {}).get("checkpoint") or {}).get("latest", {}) or {}
-    for resource in resources.get("resources") or []:
+    for resource in _resources(stack or default_stack()):
         if resource.get("type") == "pulumi:pulumi:Stack":
             return dict(resource.get("outputs") or {})
     return None
+
+
+def _live_ids(stack: str) -> set[str]:
+    """Ids of the RunPod resources in the state. A refresh drops what was deleted behind Pulumi's back but keeps
+    the last exported outputs, so outputs are only trusted for ids still in the state."""
+    return {str(r["id"]) for r in _resources(stack) if str(r.get("type", "")).startswith(RESOURCE_TYPE_PREFIX)
+            and r.get("id")}
 
 
 def outputs(stack: str | None = None) -> EnvOutputs | None:
@@ -80,8 +92,13 @@ def outputs(stack: str | None = None) -> EnvOutputs | None:
     None. Reads the local file backend; no Pulumi CLI needed."""
     stack = stack or default_stack()
     raw = raw_outputs(stack)
-    if not raw or not raw.get("volume_id") or not raw.get("data_center_id"):
+    live = _live_ids(stack)
+    if not raw or str(raw.get("volume_id")) not in live or not raw.get("data_center_id"):
         return None
+    if str(raw.get("comfyui_pod_id")) not in live:
+        raw = {k: v for k, v in raw.items() if not k.startswith("comfyui_")}
+    if str(raw.get("template_id")) not in live:
+        raw.pop("template_id", None)
     port = raw.get("comfyui_ssh_port")
     size = raw.get("volume_gb")
     return EnvOutputs(
@@ -99,10 +116,8 @@ def outputs(stack: str | None = None) -> EnvOutputs | None:
 
 def resource_count(stack: str | None = None) -> int:
     """How many resources (besides the stack and provider entries) the stack's state holds."""
-    data = _checkpoint(stack or default_stack()) or {}
-    latest = (data.get("checkpoint") or {}).get("latest", {}) or {}
     return sum(
         1
-        for r in latest.get("resources") or []
+        for r in _resources(stack or default_stack())
         if r.get("type") != "pulumi:pulumi:Stack" and not str(r.get("type", "")).startswith("pulumi:providers:")
     )

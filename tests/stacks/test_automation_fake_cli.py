@@ -41,6 +41,7 @@ def fake_cli(tmp_path, monkeypatch):
     monkeypatch.setenv("PISTACHIO_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PISTACHIO_PULUMI_ROOT", str(root))
     monkeypatch.setenv("FAKE_PULUMI_LOG", str(log))
+    monkeypatch.setenv("RUNPOD_API_KEY", "rpa_fake_key_for_the_stand_in")
     for var in ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "PISTACHIO_SANDBOX"):
         monkeypatch.delenv(var, raising=False)
 
@@ -102,12 +103,20 @@ def test_passphrase_from_env_is_used_and_nothing_is_generated(fake_cli, tmp_path
     assert any(c[:2] == ["stack", "select"] and "dev" in c for c in _commands(fake_cli()))
 
 
-def test_sandbox_mode_uses_its_own_stack(fake_cli, monkeypatch):
-    monkeypatch.setenv("PISTACHIO_SANDBOX", "1")
+def test_sandbox_mode_uses_its_own_stack(fake_cli, sandbox):
     automation.destroy(say=lambda _: None)
     commands = _commands(fake_cli())
     assert any(c[:2] == ["stack", "select"] and "sandbox" in c for c in commands)
     assert any(c[0] == "destroy" and "--yes" in c for c in commands)
+
+
+def test_missing_runpod_key_stops_before_the_engine(fake_cli, monkeypatch):
+    from pistachio_infra.errors import CredentialsError
+
+    monkeypatch.delenv("RUNPOD_API_KEY")
+    with pytest.raises(CredentialsError, match="RUNPOD_API_KEY"):
+        automation.up(EnvOptions(data_center="EU-RO-1"), say=lambda _: None)
+    assert _commands(fake_cli()) == []
 
 
 def test_engine_failure_is_one_line_error(fake_cli, monkeypatch):

@@ -126,3 +126,26 @@ def test_unknown_gpu_class_is_a_config_error(mocks):
     _config(dataCenter="EU-RO-1", gpus=["gtx-9000"])
     with pytest.raises(ConfigError, match="unknown GPU class"):
         _declare()
+
+
+def test_top_level_project_runs_the_same_program(mocks):
+    """stacks/__main__.py (for `pulumi up` users) declares the same resources; its Pulumi.yaml names our project."""
+    import runpy
+    from pathlib import Path
+
+    import yaml
+
+    from pistachio_infra.stacks.outputs import PROJECT
+
+    project_dir = Path(__file__).resolve().parents[2] / "stacks"
+    project = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())
+    assert project["name"] == PROJECT and project["runtime"]["name"] == "python"
+    _config(dataCenter="EU-RO-1", gpus=["a40"])
+
+    @pulumi.runtime.test
+    def run_project() -> None:
+        runpy.run_path(str(project_dir / "__main__.py"), run_name="__main__")
+
+    run_project()  # returns once every registration has been answered
+    assert {n: t for n, (t, _) in mocks.created.items()} == {"model-cache": VOLUME, "pod-template": TEMPLATE}
+    assert mocks.created["model-cache"][1]["data_center_id"] == "EU-RO-1"
