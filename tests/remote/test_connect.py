@@ -88,3 +88,11 @@ def test_reconnect_uses_the_same_pin(pod, remote):
 def test_missing_client_key_is_a_clear_error(pod, store, tmp_path):
     with pytest.raises(SshNotReadyError, match="does not exist"):
         Remote.connect(pod_id="p", host="127.0.0.1", port=pod.port, key_path=tmp_path / "nope", store=store)
+
+
+def test_a_key_the_pod_does_not_trust_is_named_in_the_error(pod, store, tmp_path):
+    from pistachio_infra.sshkeys import ensure_key_pair
+
+    stranger = ensure_key_pair(tmp_path / "stranger" / "id_ed25519")
+    with pytest.raises(SshNotReadyError, match="refused our SSH key"):
+        Remote.connect(pod_id=pod.pod_id, host="127.0.0.1", port=pod.port, key_path=stranger, store=store, timeout=1.5)

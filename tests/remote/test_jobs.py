@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pistachio_infra.remote import RemoteJobError
+from pistachio_infra.remote import RemoteJobError, SshNotReadyError
 
 from .conftest import connect
 
@@ -116,6 +116,15 @@ def test_a_job_killed_without_trace_is_reported_lost(remote):
     with pytest.raises(RemoteJobError, match="without recording an exit code"):
         remote.follow("doomed", on_output=lambda _: None, poll=0.05)
     assert remote.job("doomed").lost
+
+
+def test_follow_gives_up_when_the_pod_stays_unreachable(remote, pod):
+    remote.start_detached("orphan", "sleep 30")
+    pod.stop()  # the pod (and the job) are gone for good
+    started = time.monotonic()
+    with pytest.raises(SshNotReadyError, match=r"did not become ready within 1\.5s"):
+        remote.follow("orphan", on_output=lambda _: None, poll=0.05, reconnect_timeout=1.5)
+    assert time.monotonic() - started < 8
 
 
 def test_follow_unknown_job_is_an_error(remote):
