@@ -212,6 +212,9 @@ def status(show_all: bool) -> None:
         pod = live.get(rec.pod_id or "")
         if rec.pod_id:
             known.add(rec.pod_id)
+        if rec.pod_id and pod is None and rec.status != "gone":  # its watchdog (or the console) ended it
+            store.mark_pod_gone(rec.name, "no longer listed by RunPod (terminated by its watchdog or elsewhere)")
+            rec = store.pod(rec.name) or rec
         state = pod.status.value if pod else ("gone" if rec.status == "gone" else f"{rec.status}, not listed")
         end = rec.gone_at if rec.status == "gone" and rec.gone_at else now
         seconds = end - rec.created_at if rec.pod_id else 0.0

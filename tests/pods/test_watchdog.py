@@ -107,3 +107,7 @@ def test_sigkilled_client_after_up_leaves_the_watchdog_to_terminate_the_pod(sand
     with closing(Store()) as store:
         assert store.pod(pod["id"]).status != "gone"  # nobody on our side terminated it
     assert live_pods(sandbox_admin) == []
+    status = subprocess.run([CLI, "status"], capture_output=True, text=True, env={**env, "COLUMNS": "200"})
+    assert status.returncode == 0 and "gone" in status.stdout
+    with closing(Store()) as store:
+        assert "watchdog" in store.pod(pod["id"]).gone_reason  # status noticed and recorded it
