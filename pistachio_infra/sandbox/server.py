@@ -29,13 +29,41 @@ log = logging.getLogger("pistachio.sandbox")
 
 
 def image_cache_dir() -> Path:
-    """Where the pod image is built once and reused (outside any sandbox home, so `reset` keeps it)."""
+    """Where the pod image and the stand-in repos are built once and reused (outside any sandbox home, so
+    `reset` keeps them); PISTACHIO_SANDBOX_IMAGE_CACHE overrides it."""
     override = os.environ.get("PISTACHIO_SANDBOX_IMAGE_CACHE")
     if override:
         return Path(override)
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("pistachio-infra")) / "sandbox-image"
+
+
+def standin_repos(dest: Path) -> dict[str, Any]:
+    """The stand-in git repos in `dest`: copied from a cache keyed by the stand-ins' sources (building them takes
+    dozens of git commands), then pinned by `standins.build_repos`, which keeps repos that already exist."""
+    import hashlib
+    import shutil
+
+    from filelock import FileLock
+
+    from . import standins
+
+    if not dest.exists():
+        source = Path(standins.__file__).parent
+        digest = hashlib.sha256()
+        for path in sorted(source.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes())
+        cache = image_cache_dir() / f"standin-repos-{digest.hexdigest()[:16]}"
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(cache.parent / ".standin-repos.lock")):
+            if not (cache / ".complete").exists():
+                shutil.rmtree(cache, ignore_errors=True)
+                standins.build_repos(cache)
+                (cache / ".complete").touch()
+        shutil.copytree(cache, dest, ignore=shutil.ignore_patterns(".complete"))
+    return {name: {"url": pin.url, "commit": pin.commit} for name, pin in standins.build_repos(dest).items()}
 
 
 def bind(port: int | None) -> socket.socket:
@@ -149,9 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def build_repos() -> None:
         try:
-            from .standins import build_repos as build
-
-            repos.update({name: {"url": pin.url, "commit": pin.commit} for name, pin in build(home / "git").items()})
+            repos.update(standin_repos(home / "git"))
         except Exception as exc:  # the API still works without them
             log.exception("stand-in repos could not be built")
             repo_error.append(f"{type(exc).__name__}: {exc}")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 from click.testing import CliRunner
@@ -29,6 +31,18 @@ def test_up_status_down_reset(tmp_path, monkeypatch, sandbox_image_cache):
 
         again = runner.invoke(cli, ["sandbox", "up"])  # idempotent: the same server
         assert again.exit_code == 0 and f"(pid {pid}," in again.output
+
+        # a scenario given to a running sandbox replaces its faults and stand-in knobs
+        flaky = Path(control.__file__).parent / "scenarios" / "flaky-cloud.toml"
+        switched = runner.invoke(cli, ["sandbox", "up", "--scenario", str(flaky)])
+        assert switched.exit_code == 0 and f"(pid {pid}," in switched.output
+        admin = control.Admin(control.status(home))
+        assert [f["kind"] for f in admin.faults()] == ["rate_limit", "create_500_after_create", "no_capacity",
+                                                      "ssh_drop", "preempt"]
+        knobs = json.loads((home / "standin-scenario.json").read_text())
+        assert knobs["captioner"]["fail_images"] == ["*_bad.*"] and knobs["trainer"]["seconds_per_step"] == 0.1
+        admin.set_scenario(None)
+        assert admin.faults() == []
 
         created = httpx.post(rest_url + "/pods", headers={"Authorization": f"Bearer {key}"},
                              json={"name": "cli-pod", "image": "img", "gpu": {"id": "NVIDIA A40"}})
