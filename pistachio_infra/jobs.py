@@ -48,6 +48,7 @@ class TrainRequest:
     gpu: tuple[str, ...] = ()  # overrides the job's classes (in fallback order)
     max_hours: float = DEFAULT_MAX_HOURS  # the pod's watchdog terminates it then, whatever happens
     volume: bool | None = None  # mount the env stack's network volume (None: when there is one)
+    campaign: str | None = None  # the campaign this run belongs to (its runs resume separately from `train`)
 
 
 @dataclass
@@ -152,7 +153,7 @@ def run_training(req: TrainRequest, console: Any) -> TrainResult:
 
 def _open_run(req: TrainRequest, store: Store, cloud: Any, fingerprint: str, console: Any) -> tuple[int, dict]:
     cloud_name = "sandbox" if cloud.sandbox else "runpod"
-    last = store.latest_job(req.job.name, cloud=cloud_name)
+    last = store.latest_job(req.job.name, cloud=cloud_name, campaign=req.campaign)
     if last is not None and last["status"] != "done":
         if not req.restart and last["spec"].get("fingerprint") == fingerprint:
             console.print(f"  resuming run {last['id']} of {req.job.name} (started "
@@ -164,7 +165,7 @@ def _open_run(req: TrainRequest, store: Store, cloud: Any, fingerprint: str, con
     stamp = datetime.now(UTC).strftime(RUN_STAMP)
     spec = {"fingerprint": fingerprint, "stamp": stamp, "job": req.job.model_dump(mode="json"),
             "run_folder": str(Path(req.base_dir).resolve() / "runs" / req.job.name / stamp)}
-    return store.create_job(req.job.name, cloud=cloud_name, spec=spec), spec
+    return store.create_job(req.job.name, cloud=cloud_name, spec=spec, campaign=req.campaign), spec
 
 
 def _abandon(store: Store, cloud: Any, job_id: int, console: Any) -> None:

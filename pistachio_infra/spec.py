@@ -184,9 +184,37 @@ class Job(_Strict):
         return bool(self.wandb_project)
 
 
+class CampaignSettings(_Strict):
+    """[campaign]: many jobs under one hard budget (campaign/ plans and runs them)."""
+
+    name: str
+    budget_usd: float = Field(gt=0, le=100_000)
+    deadline_hours: float | None = Field(default=None, gt=0, le=24 * 30)  # wall time for the whole campaign
+    gpu: list[str] = Field(default_factory=lambda: ["auto"])  # classes the planner may choose from; auto = all
+    data_centers: list[str] = Field(default_factory=list)  # allowed data centers; empty = any
+    max_concurrent: int = Field(default=2, ge=1, le=32)  # pods at once
+    interruptible: bool = False  # spot pods allowed (cheaper, may be preempted; priced as on-demand to be safe)
+    retries: int = Field(default=1, ge=0, le=5)  # a failed job is run again this many times, then skipped
+    jobs: list[str] | None = None  # which [jobs.*] belong to the campaign; default: all of them
+    volume: bool | None = None  # use the env stack's network volume (warm model cache); None: when deployed
+    sample_datasets: bool = False  # fill a missing dataset folder with generated sample images (demo/sandbox)
+
+    @field_validator("name")
+    @classmethod
+    def _campaign_name(cls, value: str) -> str:
+        if not JOB_NAME_RE.match(value):
+            raise ValueError("a campaign name uses lowercase letters, digits, '-' and '_' (up to 63 characters)")
+        return value
+
+    _gpu = field_validator("gpu", mode="before")(Job._gpu_list.__func__)  # type: ignore[attr-defined]
+    _gpu_names = field_validator("gpu")(Job._gpu.__func__)  # type: ignore[attr-defined]
+    _dcs = field_validator("data_centers")(Job._data_centers.__func__)  # type: ignore[attr-defined]
+
+
 class Project(_Strict):
     project: ProjectSettings
     jobs: dict[str, Job] = Field(default_factory=dict)
+    campaign: CampaignSettings | None = None
 
     @model_validator(mode="before")
     @classmethod
