@@ -79,6 +79,16 @@ def bind(port: int | None) -> socket.socket:
     raise OSError("no free port on 127.0.0.1")
 
 
+def seconds_since_process_start() -> float:
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime"))
+        return time.time() - (boot + ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return float("nan")
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -232,7 +242,7 @@ async def serve(home, cloud, scenario, api_sock, hf_sock, boot, repos, repo_erro
     app = build_api_app(cloud, {"boot": boot}, shutdown)
     hf_app = LazyApp("the HF hub stand-in", lambda: build_hf(home))
     for application in (app, hf_app):
-        config = uvicorn.Config(application, lifespan="off", log_level="warning", access_log=False,
+        config = uvicorn.Config(application, lifespan="off", log_level="warning", access_log=False, ws="none",
                                 timeout_graceful_shutdown=2)
         servers.append(Server(config))
     tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, sock in zip(servers, (api_sock, hf_sock),
@@ -261,7 +271,8 @@ async def serve(home, cloud, scenario, api_sock, hf_sock, boot, repos, repo_erro
         "scenario": str(scenario_path) if scenario_path else None,
         "started_at": time.time(),
     })
-    log.info("sandbox answering on 127.0.0.1:%d (API) and 127.0.0.1:%d (HF)", api_port, hf_port)
+    log.info("sandbox answering on 127.0.0.1:%d (API) and 127.0.0.1:%d (HF), %.2f s after the process started",
+             api_port, hf_port, seconds_since_process_start())
 
     background = [
         asyncio.create_task(start_pod_host(cloud)),
