@@ -195,9 +195,11 @@ def _install_dist(dist: metadata.Distribution, site: Path) -> None:
         if src.is_file():
             _link_or_copy(src, site / rel)
     # dist-info: rewrite INSTALLER so pip in the pod treats these like any installed package
-    info_dir = next((site / str(f)).parent for f in dist.files or [] if str(f).endswith(".dist-info/METADATA"))
-    (info_dir / "INSTALLER").unlink(missing_ok=True)
-    (info_dir / "INSTALLER").write_text("pistachio-sandbox\n")
+    metadata_files = [f for f in dist.files or [] if str(f).endswith(".dist-info/METADATA")]
+    info_dir = (site / str(metadata_files[0])).parent if metadata_files else None
+    if info_dir is not None:
+        (info_dir / "INSTALLER").unlink(missing_ok=True)  # a hard link: never write through it
+        (info_dir / "INSTALLER").write_text("pistachio-sandbox\n")
 
 
 CONSOLE_SCRIPT = """\

@@ -1,9 +1,10 @@
 """Sandbox pods: each pod is a real OpenSSH `sshd` on its own 127.0.0.1 port.
 
 Isolation, best first (chosen once per process by probing; `PodHost(isolation=...)` forces one):
-- "namespace": `unshare --mount --pid --fork --mount-proc` (plus `--user --map-current-user` when not root) runs
-  sshd as the init of a new PID namespace, with the pod's workspace bind-mounted on `/workspace`. Every process an
-  SSH session starts, detached or not, lives in that namespace, so stopping the pod is one SIGKILL of its init.
+- "namespace": `unshare --mount --pid --fork --mount-proc` (not being root: inside a user namespace, with sshd in
+  a nested one mapping back to our own uid) runs sshd as the init of a new PID namespace, with the pod's workspace
+  bind-mounted on `/workspace`. Every process an SSH session starts, detached or not, lives in that namespace, so
+  stopping the pod is one SIGKILL of its init.
   When `/workspace` cannot be created on this machine, the namespace still isolates processes and the pod announces
   its workspace directory in PISTACHIO_WORKSPACE instead.
 - "session": sshd in a session of its own; the pod's processes are the sshd tree plus every process whose
@@ -64,8 +65,21 @@ def _sshd_path() -> str:
 
 
 def _unshare_args() -> list[str]:
-    user = [] if os.geteuid() == 0 else ["--user", "--map-current-user"]
+    """New mount + PID namespaces; not being root, inside a user namespace where we are root (for the mount)."""
+    user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
     return ["unshare", *user, "--mount", "--pid", "--fork", "--mount-proc", "--kill-child"]
+
+
+# Runs as the namespace's init: bind-mounts the workspace, then becomes sshd. Not being root, sshd runs in a nested
+# user namespace that maps us back to our own uid, so it logs in this user without privilege separation.
+NAMESPACE_INIT = """\
+set -e
+[ -z "$1" ] || mount --bind "$1" /workspace
+shift
+if [ "$(id -u)" = "$1" ]; then shift 2; exec "$@"; fi
+uid=$1 gid=$2; shift 2
+exec unshare --user --map-user="$uid" --map-group="$gid" -- "$@"
+"""
 
 
 @functools.cache
@@ -74,7 +88,8 @@ def namespaces_work() -> bool:
     if not shutil.which("unshare"):
         return False
     try:
-        result = subprocess.run([*_unshare_args(), "true"], capture_output=True, timeout=10)
+        result = subprocess.run([*_unshare_args(), "/bin/sh", "-c", NAMESPACE_INIT, "probe", "",
+                                 str(os.getuid()), str(os.getgid()), "true"], capture_output=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return result.returncode == 0
@@ -133,6 +148,16 @@ def _children(pid: int) -> list[int]:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+
+
+def _listening(port: int) -> bool:
+    """Whether a socket listens on 127.0.0.1:port (from /proc/net/tcp: local address hex, state 0A = LISTEN)."""
+    wanted = {f"0100007F:{port:04X}", f"00000000:{port:04X}"}
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return True  # cannot tell; the handshake check or the client will
+    return any(fields[1] in wanted and fields[3] == "0A" for fields in (line.split() for line in lines))
 
 
 def _kill(pids: list[int], sig: int = signal.SIGKILL) -> None:
@@ -214,9 +239,8 @@ class PodHost:
         log = open(pod / "sshd.log", "ab")  # noqa: SIM115  (handed to the child)
         sshd_cmd = [sshd, "-D", "-e", "-f", str(config)]
         if namespaced:
-            script = 'set -e\n[ -z "$1" ] || mount --bind "$1" /workspace\nshift\nexec "$@"\n'
-            cmd = [*_unshare_args(), "--", "/bin/sh", "-c", script, "pod", str(workspace) if mount else "",
-                   *sshd_cmd]
+            cmd = [*_unshare_args(), "--", "/bin/sh", "-c", NAMESPACE_INIT, "pod", str(workspace) if mount else "",
+                   str(os.getuid()), str(os.getgid()), *sshd_cmd]
         else:
             cmd = sshd_cmd
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
@@ -228,9 +252,11 @@ class PodHost:
                   "workspace": str(workspace), "workspace_path": workspace_path}
         if namespaced:
             init = self._wait_for_child(proc)
-            record.update(init=init, pid_ns=_pid_ns(init) if init else None)
+            init_stat = _stat(init) if init else None
+            record.update(init=init, init_start=init_stat[3] if init_stat else 0,
+                          pid_ns=_pid_ns(init) if init_stat else None)
         (pod / "pod.json").write_text(json.dumps(record, indent=1))
-        if wait and not self.wait_ssh_ready(pod_id, timeout):
+        if wait and not self.wait_ssh_ready(pod_id, timeout, handshake=True):
             tail = (pod / "sshd.log").read_text(errors="replace")[-2000:]
             self.stop(pod_id)
             raise PodStartError(f"pod {pod_id}: sshd did not answer on 127.0.0.1:{ssh_port} within {timeout}s\n{tail}")
@@ -279,11 +305,14 @@ class PodHost:
         lines.append("SetEnv " + " ".join(pairs))  # sshd obeys only the first SetEnv line
         return "\n".join(lines) + "\n"
 
-    def ssh_ready(self, pod_id: str) -> bool:
-        """Whether the pod's sshd accepts a connection and sends its SSH banner."""
+    def ssh_ready(self, pod_id: str, *, handshake: bool = False) -> bool:
+        """Whether the pod's sshd is up and listening on its port (cheap: no connection, so it can be polled).
+        With `handshake`, also connect and read the SSH banner."""
         record = self._record(pod_id)
-        if not record or not self._alive(record):
+        if not record or not self._alive(record) or not _listening(record["port"]):
             return False
+        if not handshake:
+            return True
         try:
             with socket.create_connection(("127.0.0.1", record["port"]), timeout=0.5) as sock:
                 sock.settimeout(0.5)
@@ -291,16 +320,21 @@ class PodHost:
         except OSError:
             return False
 
-    def wait_ssh_ready(self, pod_id: str, timeout: float = 10.0) -> bool:
+    def wait_ssh_ready(self, pod_id: str, timeout: float = 10.0, *, handshake: bool = False) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.ssh_ready(pod_id):
+            if self.ssh_ready(pod_id, handshake=handshake):
                 return True
             record = self._record(pod_id)
             if not record or not self._alive(record):
                 return False
             time.sleep(0.01)
         return False
+
+    @staticmethod
+    def _init_alive(record: dict) -> bool:
+        stat = _stat(record["init"]) if record.get("init") else None
+        return stat is not None and stat[3] == record.get("init_start") and _pid_ns(record["init"]) == record["pid_ns"]
 
     def _alive(self, record: dict) -> bool:
         stat = _stat(record["leader"])
@@ -314,9 +348,10 @@ class PodHost:
         pids: set[int] = set()
         if self._alive(record):
             pids.add(record["leader"])
-        if record.get("pid_ns"):
+        if record.get("pid_ns") and self._init_alive(record):
+            # (once init is gone the kernel has killed the whole namespace, and its id may be reused)
             pids.update(p for p in _all_pids() if _pid_ns(p) == record["pid_ns"] and _stat(p))
-        if record["isolation"] == "session" or not record.get("pid_ns"):
+        if record["isolation"] == "session":
             marker = f"{MARKER}={record['token']}".encode()
             pids.update(p for p in _all_pids() if p != os.getpid() and _has_marker(p, marker) and _stat(p))
         return sorted(pids)
@@ -326,7 +361,7 @@ class PodHost:
         record = self._record(pod_id)
         proc = self._procs.pop(pod_id, None)
         if record:
-            if record.get("init") and record.get("pid_ns") and _pid_ns(record["init"]) == record["pid_ns"]:
+            if record.get("pid_ns") and self._init_alive(record):
                 _kill([record["init"]])  # the namespace's init: the kernel kills everything in it
             deadline = time.monotonic() + timeout
             while True:
@@ -341,6 +376,9 @@ class PodHost:
         if proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=timeout)
+        elif record:  # started by another PodHost of this process: reap the leader if it is our child
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(record["leader"], os.WNOHANG)
 
     def stop_all(self) -> None:
         """Stops every pod that has a record under this root (e.g. after a server restart)."""

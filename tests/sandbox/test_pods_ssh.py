@@ -121,16 +121,23 @@ def test_detached_job_outlives_session_but_not_the_pod(pod_host, pod_key, tmp_pa
                  "exec sleep 300' > job.log 2>&1 < /dev/null & echo launched")
     assert result.stdout.strip() == "launched"
     deadline = time.monotonic() + 5
-    while not (workspace / "job.pid").exists() and time.monotonic() < deadline:
+    while not (workspace / "job.pid").exists() or not (workspace / "job.pid").read_text().strip():
+        assert time.monotonic() < deadline
         time.sleep(0.02)
     job_in_pod = int((workspace / "job.pid").read_text())
     # the session is over; the job is still one of the pod's processes (sleep: pid as seen on the host)
+    def sleeping_jobs() -> list[int]:
+        return [p for p in pod_host.processes("poddet1") if Path(f"/proc/{p}/comm").read_text().strip() == "sleep"]
+
+    while not sleeping_jobs() and time.monotonic() < deadline:  # `sh` has yet to exec sleep
+        time.sleep(0.02)
+    jobs = sleeping_jobs()
     host_pids = pod_host.processes("poddet1")
-    jobs = [p for p in host_pids if Path(f"/proc/{p}/comm").read_text().strip() == "sleep"]
     assert len(jobs) == 1 and alive(jobs[0])
     if pod_host.isolation == "session":
         assert jobs[0] == job_in_pod
-    assert ssh(port, pod_key, f"kill -0 {job_in_pod} && echo running").stdout.strip() == "running"
+    check = ssh(port, pod_key, f"kill -0 {job_in_pod} && echo running")
+    assert check.stdout.strip() == "running", check
 
     pod_host.stop("poddet1")
     assert pod_host.processes("poddet1") == []
@@ -142,18 +149,19 @@ def test_detached_job_outlives_session_but_not_the_pod(pod_host, pod_key, tmp_pa
 def test_pods_do_not_see_each_other(pod_host, pod_key, tmp_path):
     port_a, ws_a = start_pod(pod_host, pod_key, tmp_path, "podiso-a")
     port_b, ws_b = start_pod(pod_host, pod_key, tmp_path, "podiso-b")
-    assert ssh(port_a, pod_key, 'echo secret-a > "$PISTACHIO_WORKSPACE/a.txt"').returncode == 0
+    write = ssh(port_a, pod_key, 'echo secret-a > "$PISTACHIO_WORKSPACE/a.txt"')
+    assert write.returncode == 0, write
     listing = ssh(port_b, pod_key, 'ls -A "$PISTACHIO_WORKSPACE"')
-    assert listing.returncode == 0 and "a.txt" not in listing.stdout
+    assert listing.returncode == 0 and "a.txt" not in listing.stdout, listing
     assert (ws_a / "a.txt").exists() and not (ws_b / "a.txt").exists()
     ssh(port_a, pod_key, "setsid nohup sleep 300 > /dev/null 2>&1 < /dev/null &")
     pids_a, pids_b = set(pod_host.processes("podiso-a")), set(pod_host.processes("podiso-b"))
-    assert pids_a and pids_b and not pids_a & pids_b
+    assert pids_a and pids_b and not pids_a & pids_b, (pids_a, pids_b)
     if pod_host.isolation == "namespace":
-        ps = ssh(port_b, pod_key, "ps -eo comm=").stdout.split()
-        assert "sleep" not in ps  # pod b's process table holds only its own processes
+        ps = ssh(port_b, pod_key, "ps -eo comm=")
+        assert ps.returncode == 0 and "sleep" not in ps.stdout.split(), ps  # b's process table holds only b's
     pod_host.stop("podiso-a")
-    assert pod_host.ssh_ready("podiso-b")  # stopping a leaves b running
+    assert pod_host.ssh_ready("podiso-b"), pod_host.processes("podiso-b")  # stopping a leaves b running
     assert ssh(port_b, pod_key, "echo ok").stdout.strip() == "ok"
 
 
@@ -172,6 +180,9 @@ def test_drop_connections_ends_live_sessions_only(pod_host, pod_key, tmp_path):
                     found[Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1].decode()] = pid
             return found
 
+        deadline = time.monotonic() + 5
+        while not {"301", "302"} <= sleepers().keys() and time.monotonic() < deadline:
+            time.sleep(0.02)  # the session has yet to exec sleep
         before = sleepers()
         assert {"301", "302"} <= before.keys()
         pod_host.drop_connections("poddrop1")
