@@ -1,6 +1,7 @@
 """Per-key request quotas with the IETF RateLimit / RateLimit-Policy headers RunPod's REST v2 sends.
 
-Fixed windows (minute, hour, day) aligned to the epoch; every authenticated request counts against its key.
+Three fixed windows (minute, hour, day) per key, each starting at the key's first request after the previous one
+ran out; every authenticated request counts against its key, and a refused one does not.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class Verdict:
 class RateLimiter:
     def __init__(self, limits: RateLimits) -> None:
         self.limits = limits
-        self._counts: dict[tuple[str, str, int], int] = {}
+        self._windows: dict[tuple[str, str], tuple[float, int]] = {}  # (key, window) -> (start, used)
 
     def windows(self) -> list[tuple[str, int, int]]:
         return [
@@ -36,32 +37,25 @@ class RateLimiter:
         return ", ".join(f'"{name}";q={quota};w={length}' for name, quota, length in self.windows())
 
     def hit(self, key: str, now: float | None = None) -> Verdict:
-        now = time.time() if now is None else now
+        now = time.monotonic() if now is None else now
         state = []
         exceeded: tuple[str, int] | None = None
         for name, quota, length in self.windows():
-            slot = int(now // length)
-            used = self._counts.get((key, name, slot), 0)
-            reset = max(1, math.ceil((slot + 1) * length - now))
+            start, used = self._windows.get((key, name), (now, 0))
+            if now >= start + length:
+                start, used = now, 0
+            reset = max(1, math.ceil(start + length - now))
             if used >= quota and exceeded is None:
                 exceeded = (name, reset)
-            state.append((name, quota, length, slot, used, reset))
+            state.append((name, quota, start, used, reset))
         if exceeded is None:
-            for name, _, _, slot, used, _ in state:
-                self._counts[(key, name, slot)] = used + 1
-            self._forget(now)
+            for name, _, start, used, _ in state:
+                self._windows[(key, name)] = (start, used + 1)
         remaining = ", ".join(
             f'"{name}";r={max(0, quota - used - (exceeded is None))};t={reset}'
-            for name, quota, _, _, used, reset in state
+            for name, quota, _, used, reset in state
         )
         headers = {"RateLimit": remaining, "RateLimit-Policy": self.policy()}
         if exceeded:
             return Verdict(False, headers, retry_after=exceeded[1], window=exceeded[0])
         return Verdict(True, headers)
-
-    def _forget(self, now: float) -> None:
-        if len(self._counts) < 4096:
-            return
-        self._counts = {
-            k: v for k, v in self._counts.items() if k[2] >= int(now // dict(minute=60, hour=3600, day=86400)[k[1]])
-        }

@@ -71,3 +71,13 @@ def test_up_with_a_bad_scenario_is_one_line_error(tmp_path):
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert "timing.provision_s" in result.stderr
     assert not (tmp_path / "sandbox" / "info.json").exists()
+
+
+def test_resolve_cloud_finds_the_sandbox(sandbox):
+    from pistachio_infra.endpoints import resolve_cloud
+
+    cloud = resolve_cloud()  # PISTACHIO_SANDBOX=1 and PISTACHIO_HOME point at the fixture's sandbox
+    assert cloud.sandbox and (cloud.rest_url, cloud.api_key) == (sandbox.rest_url, sandbox.api_key)
+    assert cloud.hf_endpoint == sandbox.hf_endpoint
+    assert set(cloud.repo_overrides) == {"diffusion-pipe", "joy-caption-batch"}
+    assert control.ensure_running().pid == sandbox.pid
