@@ -94,7 +94,7 @@ class Plan:
         packs = [
             {"url": p.need.url, "dest": p.dest, "commit": p.need.commit, "pip": p.need.pip} for p in self.to_install
         ]
-        return {"comfy_dir": comfy_dir, "python": python, "packs": packs, "models": models}
+        return {"comfy_dir": str(comfy_dir), "python": python, "packs": packs, "models": models}
 
     def to_dict(self) -> dict[str, Any]:
         return {

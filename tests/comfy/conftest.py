@@ -55,7 +55,7 @@ class StaticFiles:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 outer.requests.append(self.path)
                 body = outer.files.get(self.path)
                 if outer.failing or body is None:

@@ -4,6 +4,7 @@ the hub, hub search with candidates, the chooser, --choose, and gated repos flag
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 from pistachio_infra.comfy.models import Hub, ModelRef, hub_file_from_url, resolve_models
 from pistachio_infra.sandbox.hf import create_repo
@@ -25,7 +26,7 @@ def test_model_list_url_becomes_a_hub_file_with_exact_size_and_sha(hub_endpoint,
     from huggingface_hub import hf_hub_download
 
     got = hf_hub_download(src.hub.repo, src.hub.path, endpoint=hub_endpoint, cache_dir=str(tmp_path))
-    data = open(got, "rb").read()
+    data = Path(got).read_bytes()
     assert src.size == len(data) and src.sha256 == hashlib.sha256(data).hexdigest()
 
 
@@ -57,8 +58,8 @@ def test_hub_search_offers_candidates_and_asks(hub_endpoint, hub_root, snapshot_
     (unanswered,) = resolve_models([ref("zebracorn_v2.safetensors", "loras")], snapshot_db, hub)
     assert unanswered.source is None and len(unanswered.candidates) == 2 and "choose" in unanswered.problem
 
-    chosen = resolve_models([ref("zebracorn_v2.safetensors", "loras")], snapshot_db, hub,
-                            choices={"zebracorn_v2.safetensors": "someone/zebracorn-lora/loras/zebracorn_v2.safetensors"})
+    pick = {"zebracorn_v2.safetensors": "someone/zebracorn-lora/loras/zebracorn_v2.safetensors"}
+    chosen = resolve_models([ref("zebracorn_v2.safetensors", "loras")], snapshot_db, hub, choices=pick)
     assert chosen[0].source.how == "--choose" and chosen[0].source.hub.repo == "someone/zebracorn-lora"
 
 
