@@ -9,7 +9,8 @@ Sources, first found wins:
   1. the URL embedded in the workflow (properties.models);
   2. ComfyUI-Manager's model-list.json, by file name;
   3. the project's own manifests (pistachio_infra/data/models.toml), by file name;
-  4. a Hugging Face search: repos whose id matches words of the file name, holding a file of exactly that name;
+  4. Hugging Face repos linked from the workflow's notes ("Models: https://huggingface.co/Kijai/WanVideo_comfy"),
+     then a hub search: repos whose id matches words of the file name, holding a file of exactly that name;
      several candidates are offered with repo, path and size for the user to choose.
 A Hugging Face URL (https://huggingface.co/REPO/resolve/REV/PATH) becomes a hub source, downloaded through the
 configured hub endpoint, its size and sha256 read from the hub, and gated repos flagged with the HF_TOKEN fix.
@@ -244,6 +245,13 @@ def hub_file_from_url(url: str) -> HubFile | None:
     return HubFile(repo=match.group(1), revision=unquote(match.group(2)), path=unquote(match.group(3)))
 
 
+_HF_REPO_IN_TEXT = re.compile(r"https?://(?:www\.)?huggingface\.co/(?!datasets/|spaces/)([\w.-]+/[\w.-]+)")
+
+
+def repos_in_notes(texts: list[str]) -> list[str]:
+    return list(dict.fromkeys(m.group(1) for text in texts for m in _HF_REPO_IN_TEXT.finditer(text)))
+
+
 def hub_url(f: HubFile) -> str:
     return f"https://huggingface.co/{f.repo}/resolve/{f.revision}/{f.path}"
 
@@ -386,6 +394,7 @@ def resolve_models(
     choices: dict[str, str] | None = None,
     choose: Chooser | None = None,
     search: bool = True,
+    hint_repos: list[str] | None = None,
 ) -> list[ModelResolution]:
     """A source for each model (see the module docstring for the order); `choose` picks among hub candidates."""
     choices = choices or {}
@@ -402,6 +411,12 @@ def resolve_models(
             res.source = ModelSource(how="workflow", url=ref.url, sha256=ref.sha256)
         else:
             res.source = _model_list_source(ref, db) or _manifest_source(ref)
+        if res.source is None and search and hub is not None:
+            hinted = [
+                f for repo in hint_repos or [] for f in hub.files(repo) if f.path.rsplit("/", 1)[-1] == ref.basename
+            ]
+            if len(hinted) == 1:
+                res.source = _from_candidate(hinted[0], "repo linked in a workflow note")
         if res.source is None and search and hub is not None:
             res.candidates = hub.search(ref.basename)
             if len(res.candidates) == 1:

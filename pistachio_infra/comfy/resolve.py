@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .database import load_database
-from .models import Chooser, Hub, find_models, resolve_models
+from .models import Chooser, Hub, find_models, repos_in_notes, resolve_models
 from .nodes import resolve_nodes
 from .plan import Plan, make_plan
 from .workflow import load_workflow
@@ -33,7 +33,9 @@ def resolve_workflow(
     nodes = resolve_nodes(wf, db, {k: v for k, v in choices.items() if k in node_types}, auto=auto)
     hub = Hub(hf_endpoint, hf_token)
     refs = find_models(wf)
-    models = resolve_models(refs, db, hub, choices=choices, choose=choose, search=search)
+    models = resolve_models(
+        refs, db, hub, choices=choices, choose=choose, search=search, hint_repos=repos_in_notes(wf.note_texts())
+    )
     plan = make_plan(wf, nodes, models, target.inventory(), target=target.label, database=db.detail)
     plan.warnings = db.warnings + plan.warnings
     return plan

@@ -51,6 +51,11 @@ class Workflow:
     subgraphs: dict[str, str] = field(default_factory=dict)  # id -> name
     missing_subgraphs: dict[str, list[str]] = field(default_factory=dict)  # UUID-like type used but not defined
 
+    def note_texts(self) -> list[str]:
+        """Text of the Note / MarkdownNote nodes: authors put model download links there."""
+        notes = [n for n in self.nodes if n.type in ("Note", "MarkdownNote") and isinstance(n.widgets, list)]
+        return [v for n in notes for v in n.widgets if isinstance(v, str)]
+
     def node_types(self) -> set[str]:
         """Every real node type the workflow needs (subgraph instances and frontend-only nodes excluded)."""
         skip = self.subgraphs.keys() | self.missing_subgraphs.keys()

@@ -79,3 +79,28 @@ def test_hub_urls_parse_and_other_urls_do_not():
     assert (f.repo, f.revision, f.path) == ("Kim2091/UltraSharp", "main", "4x-UltraSharp.pth")
     assert hub_file_from_url("https://huggingface.co/datasets/x/y/resolve/main/a.bin") is None
     assert hub_file_from_url("https://civitai.com/api/download/models/12345") is None
+
+
+def test_repo_linked_in_a_note_resolves_the_kijai_wan_models(hub_endpoint, hub_root, tmp_path):
+    """The Wan example's Note says "Models: https://huggingface.co/Kijai/WanVideo_comfy/tree/main"."""
+    from pistachio_infra.comfy.resolve import resolve_workflow
+    from pistachio_infra.comfy.target import LocalTarget
+
+    from .conftest import WORKFLOWS
+
+    files = {name: _lora(name) for name in ("Wan2_1-T2V-14B_fp8_e4m3fn.safetensors", "Wan2_1_VAE_bf16.safetensors",
+                                            "umt5-xxl-enc-bf16.safetensors")}
+    create_repo(hub_root, "Kijai/WanVideo_comfy", files)
+    plan = resolve_workflow(WORKFLOWS / "wanvideo_t2v_kijai.json", LocalTarget(tmp_path / "ComfyUI"),
+                            hf_endpoint=hub_endpoint, auto=True)
+    steps = {m.dest: m for m in plan.models}
+    assert set(steps) == {
+        "models/diffusion_models/WanVideo/Wan2_1-T2V-14B_fp8_e4m3fn.safetensors",
+        "models/text_encoders/umt5-xxl-enc-bf16.safetensors",
+        "models/vae/wanvideo/Wan2_1_VAE_bf16.safetensors",
+    }
+    for step in steps.values():
+        assert step.status == "download" and step.res.source.how == "repo linked in a workflow note"
+        assert step.res.source.hub.repo == "Kijai/WanVideo_comfy"
+    assert plan.download_bytes == sum(len(b) for b in files.values())
+    assert [p.status for p in plan.packs] == ["install"] * 3 and plan.complete
