@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pistachio_infra.sandbox import control  # noqa: E402
+from pistachio_infra.sandbox import control
 
 TARGETS = {"start_fresh_s": 2.0, "start_restart_s": 2.0, "pod_ready_s": 3.0}
 
