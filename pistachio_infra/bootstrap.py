@@ -9,9 +9,10 @@ a second pod in that data center finds them there and skips the download.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -40,6 +41,16 @@ class RepoStep:
     dest: str
     submodules: bool
     venv: str | None
+    requirements: str = ""  # the pip requirements file on the pod ("" = the checkout's requirements.txt)
+    deps_key: str = ""  # what the "deps installed" markers record ("" = the commit)
+
+    @property
+    def requirements_file(self) -> str:
+        return self.requirements or f"{self.dest}/requirements.txt"
+
+    @property
+    def deps_marker(self) -> str:
+        return self.deps_key or self.commit
 
 
 @dataclass
@@ -62,23 +73,35 @@ def joycaption_python(workspace: str) -> str:
     return f"{workspace.rstrip('/')}/{dest}/{VENV_REPOS['joy-caption-batch']}/bin/python"
 
 
-def repo_steps(cloud: Cloud, workspace: str) -> list[RepoStep]:
-    """Pinned repos from data/sources.toml; the cloud may serve them elsewhere (the sandbox's stand-ins)."""
+def repo_steps(cloud: Cloud, workspace: str, frozen: Mapping[str, str] | None = None) -> list[RepoStep]:
+    """Pinned repos from data/sources.toml; the cloud may serve them elsewhere (the sandbox's stand-ins).
+    `frozen` (repo name → requirements text, from pistachio.lock) replaces a repo's requirements.txt."""
     steps = []
     for name, repo in sources().repos.items():
         pin = cloud.repo_overrides.get(name)
         dest = f"{workspace.rstrip('/')}/{repo.dest}"
+        commit = pin.commit if pin else repo.commit
+        requirements = deps_key = ""
+        if frozen is not None and name in frozen:
+            requirements = frozen_path(workspace, name)
+            deps_key = f"{commit}-{hashlib.sha256(frozen[name].encode()).hexdigest()[:16]}"
         steps.append(
             RepoStep(
                 name=name,
                 url=pin.url if pin else repo.url,
-                commit=pin.commit if pin else repo.commit,
+                commit=commit,
                 dest=dest,
                 submodules=repo.submodules,
                 venv=f"{dest}/{VENV_REPOS[name]}" if name in VENV_REPOS else None,
+                requirements=requirements,
+                deps_key=deps_key,
             )
         )
     return steps
+
+
+def frozen_path(workspace: str, repo: str) -> str:
+    return f"{workspace.rstrip('/')}/.pistachio/bootstrap/frozen-{repo}.txt"
 
 
 def model_items(workspace: str, models: Sequence[str]) -> list[dict[str, Any]]:
@@ -102,8 +125,11 @@ def model_items(workspace: str, models: Sequence[str]) -> list[dict[str, Any]]:
     return items
 
 
-def render_script(cloud: Cloud, workspace: str, models: Sequence[str]) -> dict[str, str]:
-    """The files bootstrap writes on the pod (path → text): the script, the model list, the fetcher."""
+def render_script(
+    cloud: Cloud, workspace: str, models: Sequence[str], frozen: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The files bootstrap writes on the pod (path → text): the script, the model list, the fetcher (and the frozen
+    requirement sets, when given)."""
     from .pod_templates import render, template_text
 
     state = f"{workspace.rstrip('/')}/.pistachio/bootstrap"
@@ -117,12 +143,14 @@ def render_script(cloud: Cloud, workspace: str, models: Sequence[str]) -> dict[s
         files[models_config] = json.dumps({"workspace": workspace, "manifest": manifest, "items": items}, indent=1)
         files[fetch_script] = template_text("fetch_models.py")
     files[f"{state}/requirements_met.py"] = template_text("requirements_met.py")
+    for name, text in (frozen or {}).items():
+        files[frozen_path(workspace, name)] = text
     files[f"{state}/bootstrap.sh"] = render(
         "bootstrap.sh.j2",
         workspace=workspace,
         state_dir=state,
         python="python3",
-        repos=repo_steps(cloud, workspace),
+        repos=repo_steps(cloud, workspace, frozen),
         models_config=models_config,
         fetch_script=fetch_script,
     )
@@ -138,13 +166,15 @@ def bootstrap(
     job_id: int | None = None,
     pod_name: str | None = None,
     on_output: Callable[[str], None] | None = None,
+    frozen: Mapping[str, str] | None = None,
 ) -> BootstrapReport:
-    """Run the bootstrap on the pod (re-attaching if one is already running there) and return its step timings."""
+    """Run the bootstrap on the pod (re-attaching if one is already running there) and return its step timings.
+    `frozen` (repo name → pinned requirements, see rebuild.py) is installed instead of the repo's requirements.txt."""
     from .pod_templates import write_files
 
     t0 = time.monotonic()
     workspace = str(remote.workspace)
-    files = render_script(cloud, workspace, models)
+    files = render_script(cloud, workspace, models, frozen)
     script = next(p for p in files if p.endswith("/bootstrap.sh"))
     running = remote.job(JOB_NAME)
     if running is None or not running.running:
