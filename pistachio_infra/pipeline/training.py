@@ -111,31 +111,38 @@ def full_sync_needed(ctx: RunContext) -> bool:
 
 
 def sync(ctx: RunContext, run: str, *, full: bool) -> None:
-    """Mirror the run's event files (always) and, with `full`, `latest`, its global_stepN and the saved LoRAs
-    (adapter files only: never the training TOML DiffusionPipe copies next to them)."""
+    """Mirror the run's event files (always) and, with `full`, its latest DeepSpeed checkpoint and the saved LoRAs
+    (adapter files only: never the training TOML DiffusionPipe copies next to them).
+
+    The local `latest` is written only after its global_stepN arrived whole, so the mirror always points at a
+    complete checkpoint. Files still being written (event files grow) raise TransferError: the next sync gets them.
+    """
+    # transfer.get_tree itself, not Remote.get_tree: a lost connection must reach follow(), which asks the API
+    # whether the pod is gone (preempted) before reconnecting, instead of retrying SSH for a minute
+    from ..remote.transfer import get_tree
+
     remote = ctx.remote
     base = f"{ctx.job_layout.output_dir}/{run}"
     local = ctx.mirror_dir / run
-    latest = None
     if full:
         res = remote.run(f"cat -- {shlex.quote(base + '/latest')} 2>/dev/null", check=False)
-        latest = res.stdout.strip() or None
+        latest = res.stdout.strip()
+        current = (local / "latest").read_text().strip() if (local / "latest").is_file() else None
+        if latest.startswith("global_step") and latest != current:
+            get_tree(remote, base, local, include=lambda rel: rel.split("/")[0] == latest, progress=False)
+            (local / "latest.tmp").write_text(latest + "\n")
+            (local / "latest.tmp").replace(local / "latest")
+            for old in local.glob("global_step*"):
+                if old.name != latest:
+                    shutil.rmtree(old, ignore_errors=True)
 
     def include(rel: str) -> bool:
         parts = rel.split("/")
         if len(parts) == 1:
-            return parts[0].startswith("events.out.tfevents") or (full and parts[0] == "latest")
-        if not full:
-            return False
-        if parts[0].startswith("global_step"):
-            return parts[0] == latest
-        return len(parts) == 2 and bool(CHECKPOINT_DIR_RE.match(parts[0])) and parts[1] in ADAPTER_FILES
+            return parts[0].startswith("events.out.tfevents")
+        return full and len(parts) == 2 and bool(CHECKPOINT_DIR_RE.match(parts[0])) and parts[1] in ADAPTER_FILES
 
-    remote.get_tree(base, local, include=include, progress=False)
-    if full and latest:
-        for old in local.glob("global_step*"):
-            if old.name != latest:
-                shutil.rmtree(old, ignore_errors=True)
+    get_tree(remote, base, local, include=include, progress=False)
 
 
 def _last_eval(ctx: RunContext, run: str, eval_name: str) -> float | None:
