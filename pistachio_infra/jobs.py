@@ -389,7 +389,26 @@ def _bootstrap(ctx: RunContext, bootstrap: Any) -> dict[str, Any]:
                        pod_name=ctx.pod_name)
     done = [s["step"] for s in report.steps if s.get("status") == "done"]
     ctx.say(f"bootstrap: {report.seconds:.1f}s" + (f" ({', '.join(done)})" if done else " (all cached)"))
-    return {"seconds": round(report.seconds, 2), "steps": report.steps, "models": list(models)}
+    return {"seconds": round(report.seconds, 2), "steps": report.steps, "models": list(models),
+            "lock": _environment(ctx, models)}
+
+
+def _environment(ctx: RunContext, models: tuple[str, ...]) -> dict[str, Any]:
+    """The environment the job runs in (rebuild.py): its lock digest and pins in state and report, the full lock
+    as runs/<job>/<stamp>/pistachio.lock (`rebuild --lock` of it recreates the pod), and drift from the project's
+    pistachio.lock when there is one."""
+    from .rebuild import current_lock_summary
+
+    project_lock = ctx.run_folder.parents[2] / "pistachio.lock"  # <base_dir>/runs/<job>/<stamp>
+    summary = current_lock_summary(ctx.remote, ctx.cloud, models=models, gpu_class=ctx.gpu_class,
+                                   pod_image=ctx.session.pod.image, project_lock=project_lock,
+                                   save_to=ctx.run_folder / "pistachio.lock")
+    ctx.store.add_event(ctx.job_id, "lock", summary)
+    drift = (summary.get("project_lock") or {}).get("drift")
+    if drift:
+        ctx.note(f"the pod differs from {project_lock} in {len(drift)} item(s) (first: {drift[0]}); "
+                 "`pistachio-infra rebuild` makes a pod exactly as the lock says")
+    return summary
 
 
 def _pod_dead(ctx: RunContext) -> bool:

@@ -35,6 +35,9 @@ def estimated_cost(store: Store, job_id: int) -> float | None:
 def environment_lock(ctx: RunContext) -> dict[str, Any]:
     from ..catalog import sources
 
+    recorded = ctx.stages.result("bootstrap").get("lock")
+    if recorded and "error" not in recorded:
+        return recorded  # rebuild.current_lock_summary, recorded when the pod was bootstrapped
     pins: dict[str, Any] = {"image": sources().image.name}
     for name, repo in sources().repos.items():
         pin = ctx.cloud.repo_overrides.get(name)
