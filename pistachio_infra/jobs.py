@@ -48,6 +48,7 @@ class TrainRequest:
     gpu: tuple[str, ...] = ()  # overrides the job's classes (in fallback order)
     max_hours: float = DEFAULT_MAX_HOURS  # the pod's watchdog terminates it then, whatever happens
     volume: bool | None = None  # mount the env stack's network volume (None: when there is one)
+    network_volume: tuple[str, str] | None = None  # (volume id, data center): this one instead of the env stack's
     campaign: str | None = None  # the campaign this run belongs to (its runs resume separately from `train`)
 
 
@@ -296,7 +297,7 @@ def _pod_spec(ctx: RunContext, req: TrainRequest) -> Any:
     from .pods import PodSpec
     from .sshkeys import public_key
 
-    volume_id, volume_dc = _volume(req.volume)
+    volume_id, volume_dc = req.network_volume or _volume(req.volume)
     return PodSpec(
         purpose="job", label=ctx.job.name, gpu_classes=ctx.gpu_classes, public_key=public_key(), job_id=ctx.job_id,
         data_centers=tuple(ctx.job.data_centers), network_volume_id=volume_id, network_volume_dc=volume_dc,
@@ -375,6 +376,11 @@ def _with_pod(ctx: RunContext, req: TrainRequest) -> None:
                     raise training.PodLost(f"pod {session.pod.id} stopped during the run ({exc})") from exc
                 raise
             stages.start("teardown")
+    except BaseException as exc:
+        provision = stages.record("provision")
+        if ctx.session is None and provision is not None and provision.status == "running":
+            stages.failed("provision", exc)  # no pod became ready
+        raise
     finally:
         ctx.session = None
         close = getattr(api, "close", None)

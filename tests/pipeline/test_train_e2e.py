@@ -1,0 +1,161 @@
+"""`pistachio-infra train` end to end, as a real subprocess against the sandbox: clean run, bad input, captioner
+failures, a curve that never converges, two runs at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .conftest import (
+    FAKE_SECRETS,
+    cli,
+    files_containing,
+    kill,
+    live_pods,
+    start_cli,
+    wait_until,
+    write_project,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def _open_lora(path: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as handle:
+        return len(list(handle.keys()))
+
+
+def test_clean_run_installs_the_lora_writes_the_report_and_leaves_nothing(sandbox, sandbox_admin, tmp_path, state):
+    project = write_project(tmp_path / "proj", wandb_project="pip-demo")
+    done = cli("train", "pip", "--project", str(project), env=FAKE_SECRETS)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+
+    loras = list((tmp_path / "proj" / "ComfyUI" / "models" / "loras").glob("*.safetensors"))
+    assert len(loras) == 1 and loras[0].name.startswith("Pip_pip7_step")
+    assert _open_lora(loras[0]) > 0
+    step = int(loras[0].stem.rsplit("step", 1)[1])
+    assert state.result("select")["step"] == step
+
+    reports = list((tmp_path / "proj" / "runs" / "pip").glob("*/report.md"))
+    assert len(reports) == 1
+    folder = reports[0].parent
+    assert (folder / "loss.png").stat().st_size > 0
+    assert {p.name for p in (folder / "configs").iterdir()} >= {"train.toml", "dataset.toml", "eval_dataset.toml"}
+    assert len(list((folder / "captions").glob("*.txt"))) == 8
+    text = reports[0].read_text()
+    assert f"step {step}" in text and "| train |" in text and "billed" in text
+    assert "https://wandb.ai/" in out  # the run URL is printed when wandb is on
+
+    assert live_pods(sandbox_admin) == [] and len(sandbox_admin.pods()) == 1
+    # nothing written anywhere (state, work files, report, LoRA folder, sandbox) holds a secret
+    assert files_containing([tmp_path], list(FAKE_SECRETS.values())) == []
+    # the training TOML DiffusionPipe copies into checkpoint folders was never downloaded
+    assert not [p for p in (tmp_path / "proj").rglob("*.toml") if p.parent.name.startswith("step")]
+    assert not list((tmp_path / "proj" / "runs").rglob("train.toml.*"))
+
+    # wandb on but no key: refused in preflight, before any pod
+    again = cli("train", "pip", "--project", str(project), env={"WANDB_API_KEY": ""})
+    assert again.returncode != 0 and "WANDB_API_KEY is not set" in again.stderr
+    assert len(sandbox_admin.pods()) == 1
+
+
+@pytest.mark.parametrize("problem", ["too-few", "corrupt"])
+def test_bad_dataset_is_refused_before_any_pod(sandbox, sandbox_admin, tmp_path, problem):
+    project = write_project(tmp_path / "proj", images=8 if problem == "corrupt" else 3)
+    if problem == "corrupt":
+        (tmp_path / "proj" / "images" / "pip_02.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    done = cli("train", "pip", "--project", str(project))
+    assert done.returncode == 2
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: ") and "nothing was uploaded or rented" in line
+    assert ("pip_02.png" in line) if problem == "corrupt" else ("at least 5" in line)
+    assert sandbox_admin.pods() == []  # not one pod, ever
+
+
+def test_captioner_failures_are_retried_then_dropped_and_named(sandbox_factory, tmp_path, state):
+    from pistachio_infra.sandbox.control import Admin
+
+    info = sandbox_factory({"standin": {"captioner": {"fail_images": ["pip_03.png"]}}})
+    project = write_project(tmp_path / "proj", images=10)
+    done = cli("train", "pip", "--project", str(project))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "retrying them once" in done.stdout
+    assert state.result("caption")["dropped"] == ["pip_03.png"]
+    folder = next((tmp_path / "proj" / "runs" / "pip").iterdir())
+    captions = {p.name for p in (folder / "captions").glob("*.txt")}
+    assert "pip_03.txt" not in captions and len(captions) == 9
+    assert all(p.read_text().startswith("pip7, ") for p in (folder / "captions").glob("*.txt"))
+    assert "pip_03.png" in (folder / "report.md").read_text()
+    # the dropped image is in neither side of the split
+    split = state.result("split")
+    assert "pip_03.png" not in split["train"] + split["eval"] and len(split["train"] + split["eval"]) == 9
+    assert live_pods(Admin(info)) == []
+
+
+def test_captioner_failing_on_too_many_images_is_an_error_naming_them(sandbox_factory, tmp_path):
+    from pistachio_infra.sandbox.control import Admin
+
+    info = sandbox_factory({"standin": {"captioner": {"fail_images": ["pip_0[0-5].png"]}}})
+    project = write_project(tmp_path / "proj", images=10)
+    done = cli("train", "pip", "--project", str(project))
+    assert done.returncode != 0
+    line = done.stderr.strip().splitlines()[-1]
+    assert "could not caption 6 of 10" in line and "pip_00.png" in line and "pip_05.png" in line
+    assert live_pods(Admin(info)) == []
+
+
+def test_user_captions_are_kept_and_only_the_rest_is_captioned(sandbox, sandbox_admin, tmp_path, state):
+    project = write_project(tmp_path / "proj")
+    images = tmp_path / "proj" / "images"
+    for i in range(5):
+        (images / f"pip_{i:02d}.txt").write_text(f"pip7, my own caption {i}")
+    done = cli("train", "pip", "--project", str(project))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert state.result("caption")["user_captions"] == 5 and state.result("caption")["captioned"] == 3
+    folder = next((tmp_path / "proj" / "runs" / "pip").iterdir())
+    assert (folder / "captions" / "pip_01.txt").read_text() == "pip7, my own caption 1"
+    assert (images / "pip_01.txt").read_text() == "pip7, my own caption 1"  # the user's folder is never written
+    assert not (images / "pip_07.txt").exists()
+
+
+def test_curve_that_never_converges_chooses_the_last_step_with_a_warning(sandbox_factory, tmp_path, state):
+    from pistachio_infra.sandbox.control import Admin
+
+    info = sandbox_factory({"standin": {"trainer": {"min_at_fraction": 3.0, "noise": 0.002}}})
+    project = write_project(tmp_path / "proj", epochs=12)
+    done = cli("train", "pip", "--project", str(project))
+    assert done.returncode == 0, done.stdout + done.stderr
+    chosen = state.result("select")
+    assert chosen["verdict"] == "undertrained"
+    assert chosen["step"] == state.result("train")["steps"]  # the last step
+    assert "warning:" in done.stdout and "still falling" in done.stdout
+    assert live_pods(Admin(info)) == []
+
+
+def test_a_second_run_of_the_same_job_is_refused_naming_the_first(sandbox, sandbox_admin, tmp_path, state):
+    project = write_project(tmp_path / "proj")
+    first = start_cli("train", "pip", "--project", str(project), env={"PISTACHIO_PAUSE_AT": "upload:60"})
+    try:
+        wait_until(lambda: state.stage("upload") == "running", 120, "the upload stage", first)
+        second = cli("train", "pip", "--project", str(project), timeout=60)
+        assert second.returncode != 0
+        assert f"already running (pid {first.pid})" in second.stderr
+    finally:
+        kill(first)
+    done = cli("train", "pip", "--project", str(project))  # the killed run resumes and finishes
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert live_pods(sandbox_admin) == [] and len(sandbox_admin.pods()) == 1
+
+
+def test_demo_runs_the_whole_pipeline(sandbox, sandbox_admin, tmp_path):
+    done = cli("demo", "--images", "10", "--epochs", "6")
+    assert done.returncode == 0, done.stdout + done.stderr
+    loras = list((tmp_path / "demo-project" / "ComfyUI" / "models" / "loras").glob("Pip_pip7_step*.safetensors"))
+    assert len(loras) == 1 and _open_lora(loras[0]) > 0
+    report = next((tmp_path / "demo-project" / "runs" / "pip").glob("*/report.md"))
+    assert str(report) in done.stdout.replace("\n", "")
+    assert live_pods(sandbox_admin) == [] and len(sandbox_admin.pods()) == 1
