@@ -2,9 +2,10 @@
 worker process, under one hard budget.
 
 The budget is enforced three ways:
-- before a job starts it gets an *allowance* reserved from the budget (what is left after the money spent and the
-  allowances of running jobs); a job is started only if the allowance covers its expected cost, so the allowances
-  of everything running never add up to more than the budget;
+- before a job starts it gets an *allowance* reserved from the budget: its high estimate with headroom, or its
+  equal share of the free money among the jobs yet to start if that is more, never more than is free (the budget
+  less the money spent and the allowances of running jobs). A job starts only if that covers its expected cost, so
+  the allowances of everything running never add up to more than the budget;
 - its pod's watchdog max runtime is the allowance ÷ the $/h: even with this process SIGKILLed (or the laptop
   gone) no pod outlives its share;
 - while running, the executor stops a job that reaches its allowance, and everything when the budget is spent.
@@ -162,7 +163,7 @@ class Executor:
                                 self._mark(row["job"], "skipped", why, outcome.skipped)
                                 continue
                             break  # wait: a running job may hand back part of its allowance
-                        self._launch(row, free, by_job.get(row["job"], 0.0))
+                        self._launch(row, free, by_job.get(row["job"], 0.0), waiting=len(pending) + 1)
                     if not self.running and not [r for r in self.records.jobs(self.c.name, self.cloud_name)
                                                  if r["status"] == "pending"]:
                         break
@@ -206,10 +207,13 @@ class Executor:
             price = None
         return max(planned, price or 0.0)
 
-    def _launch(self, row: dict[str, Any], free: float, baseline: float) -> None:
+    def _launch(self, row: dict[str, Any], free: float, baseline: float, waiting: int) -> None:
         job = row["job"]
         price = self._live_price(row["gpu_class"], float(row["price_per_hr"]))
-        want = max(float(row["est_high"] or 0.0) * ALLOWANCE_HEADROOM, float(row["est_usd"] or 0.0))
+        # its high estimate with headroom, or its equal share of what is free among the jobs yet to start if that
+        # is more: a job slower than predicted may use money no other job is waiting for, never theirs
+        want = max(float(row["est_high"] or 0.0) * ALLOWANCE_HEADROOM, float(row["est_usd"] or 0.0),
+                   free / max(1, waiting))
         spec_job = next(j for j in self.c.jobs if j.name == job)
         allowance = min(free, want, spec_job.budget_usd or float("inf"))
         # the pod may run until the allowance is spent, less the watchdog's reaction time

@@ -1,0 +1,84 @@
+"""Campaign helpers: a campaign file over generated datasets, the real CLI as a subprocess against the sandbox."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CLI = str(Path(sys.executable).with_name("pistachio-infra"))
+FAST_ENV = {
+    "PISTACHIO_POD_POLL_S": "0.2",
+    "PISTACHIO_POD_READY_TIMEOUT_S": "20",
+    "PISTACHIO_POD_TERMINATE_TIMEOUT_S": "20",
+    "PISTACHIO_POD_LOOKUP_S": "2",
+    "PISTACHIO_WATCHDOG_POLL_S": "1",
+    "PISTACHIO_WATCHDOG_HEARTBEAT_S": "1",
+    "PISTACHIO_WATCHDOG_RETRY_S": "3",
+    "PISTACHIO_TRAIN_POLL_S": "0.2",
+    "PISTACHIO_TRAIN_SYNC_S": "0.5",
+    "PISTACHIO_RECONNECT_S": "30",
+    "PISTACHIO_CAMPAIGN_POLL_S": "0.3",
+    "PISTACHIO_CAMPAIGN_STOP_GRACE_S": "30",
+}
+
+
+@pytest.fixture(autouse=True)
+def fast_campaign(monkeypatch):
+    for name, value in FAST_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("PISTACHIO_PAUSE_AT", raising=False)
+
+
+def write_campaign(root: Path, *, jobs: int = 4, budget: float = 5.0, images: int = 6, epochs: int = 4,
+                   **settings: Any) -> Path:
+    """campaign.toml with `jobs` jobs over generated datasets (one seed each); returns its path."""
+    import tomlkit
+
+    from pistachio_infra.demo_data import generate_dataset
+
+    doc: dict[str, Any] = {
+        "campaign": {"name": "test-camp", "budget_usd": budget, "gpu": ["a40", "a6000", "l40s"],
+                     "max_concurrent": 2, "retries": 1, **settings},
+        "project": {"name": "camp", "comfyui_loras_dir": "loras"},
+        "jobs": {},
+    }
+    for i in range(jobs):
+        name = f"char{i}"
+        generate_dataset(root / "data" / name, images, seed=100 + i)
+        doc["jobs"][name] = {"character": f"Char {i}", "trigger": f"chr{i}x", "dataset": f"data/{name}",
+                             "epochs": epochs, "checkpoints": 2}
+    path = root / "campaign.toml"
+    path.write_text(tomlkit.dumps(doc))
+    return path
+
+
+def cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, "--sandbox", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "COLUMNS": "160", **(env or {})})
+
+
+def start_cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([CLI, "--sandbox", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "COLUMNS": "160"}, start_new_session=True)
+
+
+def live_pods(admin) -> list[dict]:  # type: ignore[no-untyped-def]
+    return [p for p in admin.pods() if p.get("status") != "TERMINATED"]
+
+
+def max_overlap(admin) -> int:  # type: ignore[no-untyped-def]
+    """Most pods billing at the same time."""
+    events = []
+    for p in admin.pods():
+        events.append((p["created_at"], 1))
+        events.append((p["terminated_at"] or float("inf"), -1))
+    best = cur = 0
+    for _, delta in sorted(events, key=lambda e: (e[0], e[1])):
+        cur += delta
+        best = max(best, cur)
+    return best

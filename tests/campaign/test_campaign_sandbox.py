@@ -1,0 +1,146 @@
+"""`campaign plan|run|status` and `cost` end to end, as real subprocesses against the sandbox: a 4-job campaign
+two at a time, a budget refused at plan time, a budget exhausted mid-run, a SIGKILLed client, resume."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import time
+
+import pytest
+
+from .conftest import cli, live_pods, max_overlap, start_cli, write_campaign
+
+pytestmark = pytest.mark.slow
+SLOW_TRAINER = {"standin": {"trainer": {"seconds_per_step": 1.5}}}
+
+
+def _wait(predicate, timeout: float, what: str, proc=None):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the CLI ended (exit {proc.returncode}) before {what}:\n{proc.stdout.read()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_four_jobs_complete_two_at_a_time_under_budget_and_the_ledger_matches_billing(sandbox, sandbox_admin,
+                                                                                     tmp_path):
+    camp = write_campaign(tmp_path, jobs=4, budget=1.0)
+    done = cli("campaign", "run", str(camp))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "complete: 4/4 done" in done.stdout
+    pods = sandbox_admin.pods()
+    assert len(pods) == 4 and live_pods(sandbox_admin) == []
+    assert max_overlap(sandbox_admin) == 2  # concurrency 2: used, never exceeded
+    billed = sandbox_admin.billing()
+    assert 0 < sum(billed.values()) <= 1.0
+    assert len(list((tmp_path / "loras").glob("*.safetensors"))) == 4
+
+    out = tmp_path / "cost.csv"
+    report = cli("cost", "--campaign", "test-camp", "--csv", str(out))
+    assert report.returncode == 0, report.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert sorted(r["job"] for r in rows) == ["char0", "char1", "char2", "char3"]
+    assert all(r["campaign"] == "test-camp" and r["status"] == "done" and r["pods"] == "1" for r in rows)
+    ledger_total = sum(float(r["billed_usd"]) for r in rows)
+    assert ledger_total == pytest.approx(sum(billed.values()), rel=0.01)
+    from pistachio_infra.state import Store
+
+    store = Store()
+    try:
+        for entry in store.ledger(campaign="test-camp"):  # every pod's billed seconds attributed to its job
+            assert entry["billed_usd"] == pytest.approx(billed[entry["pod_id"]], rel=0.01)
+            assert entry["job_id"] is not None
+        # our own live count (from each pod's record, written just before the create) never undercounts
+        from pistachio_infra.campaign.ledger import pod_cost
+
+        ours = sum(pod_cost(p)[0] for p in store.pods())
+        assert sum(billed.values()) <= ours <= 1.05 * sum(billed.values())
+    finally:
+        store.close()
+    assert all(float(r["estimated_usd"]) > 0 for r in rows)
+
+    status = cli("campaign", "status", str(camp))
+    assert status.returncode == 0 and status.stdout.count(" done ") >= 4
+
+    again = cli("campaign", "run", str(camp))  # nothing left to do: resumes, rents nothing
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resuming (4 of 4 jobs done)" in again.stdout
+    assert len(sandbox_admin.pods()) == 4
+
+
+def test_a_budget_too_small_is_refused_at_plan_time_naming_what_fits(sandbox, sandbox_admin, tmp_path):
+    camp = write_campaign(tmp_path, jobs=4, budget=0.004)
+    plan = cli("campaign", "plan", str(camp))
+    assert plan.returncode != 0
+    line = plan.stderr.strip().splitlines()[-1]
+    assert "over the budget of $0.0040" in line and "job(s) fit: char" in line and "raise budget_usd" in line
+    assert "char0" in plan.stdout and "OVER BUDGET" in plan.stdout  # the plan table is still shown
+    run = cli("campaign", "run", str(camp))
+    assert run.returncode != 0 and "over the budget" in run.stderr
+    assert sandbox_admin.pods() == []  # not one pod, ever
+
+
+def test_a_budget_exhausted_mid_run_stops_work_and_terminates_every_pod(sandbox_factory, tmp_path):
+    from pistachio_infra.sandbox.control import Admin
+
+    admin = Admin(sandbox_factory(SLOW_TRAINER))  # training is far slower than the plan expects
+    budget = 0.012
+    camp = write_campaign(tmp_path, jobs=3, budget=budget, epochs=40)
+    run = cli("campaign", "run", str(camp))
+    assert run.returncode != 0, run.stdout
+    assert "stopped: reached its allowance" in run.stdout or "budget exhausted" in run.stdout
+    # a job stopped for money is not retried, and nothing starts once the budget is committed
+    assert run.stdout.count(": started") == len(admin.pods()) <= 3
+    assert "retrying" not in run.stdout
+    assert live_pods(admin) == []
+    assert sum(admin.billing().values()) <= budget
+
+
+@pytest.mark.timeout(420)
+def test_sigkilled_client_pods_end_by_watchdog_within_budget_and_a_rerun_resumes(sandbox_factory, tmp_path):
+    from pistachio_infra.sandbox.control import Admin
+    from pistachio_infra.state import Store
+
+    admin = Admin(sandbox_factory(SLOW_TRAINER))
+    budget = 0.012
+    camp = write_campaign(tmp_path, jobs=2, budget=budget, epochs=40)
+    proc = start_cli("campaign", "run", str(camp))
+
+    def training() -> bool:
+        store = Store()
+        try:
+            jobs = store.jobs(campaign="test-camp")
+            running = [j for j in jobs if any(s.stage == "train" and s.status == "running"
+                                              for s in store.stages(j["id"]))]
+            return len(running) == 2
+        finally:
+            store.close()
+
+    _wait(training, 120, "both jobs training", proc)
+    os.killpg(proc.pid, signal.SIGKILL)  # the executor and its workers: no teardown runs
+    proc.communicate(timeout=30)
+    assert len(live_pods(admin)) == 2
+    _wait(lambda: not live_pods(admin), 120, "the watchdogs to terminate both pods")
+    assert sum(admin.billing().values()) <= budget
+
+    camp.write_text(camp.read_text().replace(f"budget_usd = {budget}", "budget_usd = 1.0"))
+    again = cli("campaign", "run", str(camp))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "complete: 2/2 done" in again.stdout
+    store = Store()
+    try:
+        jobs = store.jobs(campaign="test-camp")
+        assert sorted(j["name"] for j in jobs) == ["char0", "char1"]  # the same runs, resumed, not new ones
+        assert all(j["status"] == "done" for j in jobs)
+    finally:
+        store.close()
+    logs = (tmp_path / "campaigns" / "test-camp")
+    assert any("resuming run" in p.read_text() for p in logs.glob("*.log"))
+    assert live_pods(admin) == []
