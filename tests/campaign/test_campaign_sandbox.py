@@ -109,7 +109,7 @@ def test_sigkilled_client_pods_end_by_watchdog_within_budget_and_a_rerun_resumes
     from pistachio_infra.state import Store
 
     admin = Admin(sandbox_factory(SLOW_TRAINER))
-    budget = 0.012
+    budget = 0.016
     camp = write_campaign(tmp_path, jobs=2, budget=budget, epochs=40)
     proc = start_cli("campaign", "run", str(camp))
 
@@ -127,7 +127,7 @@ def test_sigkilled_client_pods_end_by_watchdog_within_budget_and_a_rerun_resumes
     os.killpg(proc.pid, signal.SIGKILL)  # the executor and its workers: no teardown runs
     proc.communicate(timeout=30)
     assert len(live_pods(admin)) == 2
-    _wait(lambda: not live_pods(admin), 120, "the watchdogs to terminate both pods")
+    _wait(lambda: not live_pods(admin), 150, "the watchdogs to terminate both pods")
     assert sum(admin.billing().values()) <= budget
 
     camp.write_text(camp.read_text().replace(f"budget_usd = {budget}", "budget_usd = 1.0"))
@@ -144,3 +144,19 @@ def test_sigkilled_client_pods_end_by_watchdog_within_budget_and_a_rerun_resumes
     logs = (tmp_path / "campaigns" / "test-camp")
     assert any("resuming run" in p.read_text() for p in logs.glob("*.log"))
     assert live_pods(admin) == []
+
+
+def test_the_example_campaign_plans_in_the_sandbox(sandbox, sandbox_admin, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "campaign.toml"
+    camp = tmp_path / "campaign.toml"
+    shutil.copy(example, camp)
+    plan = cli("campaign", "plan", str(camp))
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert all(f"pip-{n}" in plan.stdout for n in ("green", "night", "sketch", "hd")) and "fits" in plan.stdout
+    assert len(list((tmp_path / "campaign-data" / "pip-hd").glob("*.png"))) == 16  # sample images generated
+    preview = cli("campaign", "plan", str(camp), "--timings", "runpod")
+    assert preview.returncode == 0 and "runpod table" in preview.stdout
+    assert sandbox_admin.pods() == []
