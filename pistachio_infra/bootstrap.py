@@ -73,11 +73,13 @@ def joycaption_python(workspace: str) -> str:
     return f"{workspace.rstrip('/')}/{dest}/{VENV_REPOS['joy-caption-batch']}/bin/python"
 
 
-def repo_steps(cloud: Cloud, workspace: str, frozen: Mapping[str, str] | None = None) -> list[RepoStep]:
+def repo_steps(
+    cloud: Cloud, workspace: str, frozen: Mapping[str, str] | None = None, role: str = "train"
+) -> list[RepoStep]:
     """Pinned repos from data/sources.toml; the cloud may serve them elsewhere (the sandbox's stand-ins).
     `frozen` (repo name → requirements text, from pistachio.lock) replaces a repo's requirements.txt."""
     steps = []
-    for name, repo in sources().repos.items():
+    for name, repo in sources().for_role(role).items():
         pin = cloud.repo_overrides.get(name)
         dest = f"{workspace.rstrip('/')}/{repo.dest}"
         commit = pin.commit if pin else repo.commit
@@ -126,7 +128,7 @@ def model_items(workspace: str, models: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def render_script(
-    cloud: Cloud, workspace: str, models: Sequence[str], frozen: Mapping[str, str] | None = None
+    cloud: Cloud, workspace: str, models: Sequence[str], frozen: Mapping[str, str] | None = None, role: str = "train"
 ) -> dict[str, str]:
     """The files bootstrap writes on the pod (path → text): the script, the model list, the fetcher (and the frozen
     requirement sets, when given)."""
@@ -150,7 +152,7 @@ def render_script(
         workspace=workspace,
         state_dir=state,
         python="python3",
-        repos=repo_steps(cloud, workspace, frozen),
+        repos=repo_steps(cloud, workspace, frozen, role),
         models_config=models_config,
         fetch_script=fetch_script,
     )
@@ -167,14 +169,16 @@ def bootstrap(
     pod_name: str | None = None,
     on_output: Callable[[str], None] | None = None,
     frozen: Mapping[str, str] | None = None,
+    role: str = "train",
 ) -> BootstrapReport:
     """Run the bootstrap on the pod (re-attaching if one is already running there) and return its step timings.
-    `frozen` (repo name → pinned requirements, see rebuild.py) is installed instead of the repo's requirements.txt."""
+    `frozen` (repo name → pinned requirements, see rebuild.py) is installed instead of the repo's requirements.txt.
+    `role` picks the repos (data/sources.toml `roles`): "train" (DiffusionPipe, JoyCaption) or "comfyui"."""
     from .pod_templates import write_files
 
     t0 = time.monotonic()
     workspace = str(remote.workspace)
-    files = render_script(cloud, workspace, models, frozen)
+    files = render_script(cloud, workspace, models, frozen, role)
     script = next(p for p in files if p.endswith("/bootstrap.sh"))
     running = remote.job(JOB_NAME)
     if running is None or not running.running:

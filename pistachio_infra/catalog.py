@@ -91,6 +91,7 @@ class RepoSource(BaseModel):
     commit: str
     submodules: bool = False
     dest: str  # relative to the pod workspace
+    roles: tuple[str, ...] = ("train",)  # which pods bootstrap clones it on (`up --role`): train, comfyui
 
 
 class ImageSource(BaseModel):
@@ -104,6 +105,10 @@ class Sources(BaseModel):
 
     repos: dict[str, RepoSource]
     image: ImageSource
+
+    def for_role(self, role: str) -> dict[str, RepoSource]:
+        """The repos a pod of this role needs (training pods: DiffusionPipe, JoyCaption; ComfyUI pods: ComfyUI)."""
+        return {name: repo for name, repo in self.repos.items() if role in repo.roles}
 
 
 def _load(name: str) -> dict:

@@ -244,9 +244,10 @@ def current_image() -> ImageLock:
 
 
 def pinned_repos(cloud: Cloud) -> dict[str, RepoLock]:
-    """The tool's pins (data/sources.toml), served where the cloud serves them (the sandbox: stand-in repos)."""
+    """The tool's pins for training pods (data/sources.toml), served where the cloud serves them (the sandbox:
+    stand-in repos). ComfyUI pods' repos (role "comfyui") are not part of a training lock."""
     out = {}
-    for name, repo in sources().repos.items():
+    for name, repo in sources().for_role("train").items():
         pin = cloud.repo_overrides.get(name)
         out[name] = RepoLock(url=pin.url if pin else repo.url, commit=pin.commit if pin else repo.commit)
     return out
@@ -278,7 +279,7 @@ def python_envs() -> dict[str, PythonEnvLock]:
     """The interpreters a bootstrapped pod has (packages empty): the image's, and one venv per VENV_REPOS repo."""
     from .bootstrap import VENV_REPOS
 
-    repos = sources().repos
+    repos = sources().for_role("train")
     envs = {SYSTEM_PYTHON: PythonEnvLock(interpreter="python3", repos=[n for n in repos if n not in VENV_REPOS])}
     for name, venv in VENV_REPOS.items():
         if name in repos:

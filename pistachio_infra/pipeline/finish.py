@@ -39,7 +39,7 @@ def environment_lock(ctx: RunContext) -> dict[str, Any]:
     if recorded and "error" not in recorded:
         return recorded  # rebuild.current_lock_summary, recorded when the pod was bootstrapped
     pins: dict[str, Any] = {"image": sources().image.name}
-    for name, repo in sources().repos.items():
+    for name, repo in sources().for_role("train").items():
         pin = ctx.cloud.repo_overrides.get(name)
         pins[name] = {"url": pin.url if pin else repo.url, "commit": pin.commit if pin else repo.commit}
     pins["base_model"] = ctx.job.base_model
