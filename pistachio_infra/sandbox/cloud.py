@@ -48,6 +48,16 @@ def new_api_key() -> str:
     return "rpa_" + "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(40))
 
 
+def http_ports(ports: list[str]) -> list[int]:
+    """The private port numbers of the `N/http` entries of a pod's ports."""
+    out = []
+    for spec in ports:
+        number, _, kind = spec.partition("/")
+        if kind == "http" and number.isdigit():
+            out.append(int(number))
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -428,6 +438,9 @@ class SandboxCloud:
             RUNPOD_POD_ID=pod.id,
             RUNPOD_API_KEY=pod.api_key,
             RUNPOD_TCP_PORT_22=str(pod.ssh_port or ""),
+            # pods share the host's network here: which host port each exposed http port binds (main.py of the
+            # ComfyUI stand-in reads it); RunPod's proxy needs no such thing
+            **{f"PISTACHIO_HTTP_PORT_{private}": str(public) for private, public in pod.http_ports.items()},
             RUNPOD_PUBLIC_IP=PUBLIC_IP,
             RUNPOD_DC_ID=pod.data_center_id,
             RUNPOD_POD_HOSTNAME=pod.pod_host_id,
@@ -456,6 +469,7 @@ class SandboxCloud:
             pod.started_at = now
         if status in ("EXITED", "TERMINATED", "ERROR"):
             pod.ssh_port = None
+            pod.http_ports = {}
         if status == "TERMINATED":
             pod.terminated_at = now
         if note:
@@ -598,6 +612,7 @@ class SandboxCloud:
             if pod is None or pod.status != "PROVISIONING":
                 return
             pod.ssh_port = free_port()
+            pod.http_ports = {str(port): free_port() for port in http_ports(pod.ports)}
             self._set_status(pod, "STARTING")
             if pod.ssh_mode != "normal":
                 return  # the fault: nothing will ever listen on the port

@@ -47,7 +47,11 @@ def bearer_token(request: Request) -> str | None:
 
 
 def http_port_public(pod: PodRecord, private: int) -> int:
-    """A stable made-up public port for non-SSH ports (nothing listens there in the sandbox)."""
+    """The host port of an exposed http port (the pod's process binds it, see cloud.pod_env); other ports get a
+    stable made-up public port (nothing listens there in the sandbox)."""
+    mapped = pod.http_ports.get(str(private))
+    if mapped:
+        return mapped
     return 20000 + (sum(ord(c) for c in pod.id) * 131 + private * 17) % 40000
 
 

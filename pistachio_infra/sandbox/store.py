@@ -57,6 +57,7 @@ class PodRecord:
     min_vcpu: int = 1
     min_memory_gb: int = 1
     ssh_port: int | None = None
+    http_ports: dict[str, int] = field(default_factory=dict)  # "8188" -> the host port standing in for it
     started_at: float | None = None  # last time the container became RUNNING
     provision_until: float = 0.0
     last_status_change: str = ""

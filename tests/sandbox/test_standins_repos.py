@@ -16,7 +16,7 @@ def clone(url: str, dest: Path, *extra: str) -> None:
 
 def test_commits_are_the_same_wherever_built(tmp_path):
     first, second = build_repos(tmp_path / "a"), build_repos(tmp_path / "b")
-    assert set(first) == {"diffusion-pipe", "joy-caption-batch"}
+    assert set(first) == {"diffusion-pipe", "joy-caption-batch", "ComfyUI"}
     for name in first:
         assert first[name].commit == second[name].commit
         assert len(first[name].commit) == 40
@@ -63,3 +63,18 @@ def test_add_commit_moves_main_but_not_the_pin(tmp_path):
     again = build_repos(tmp_path / "git2")
     assert add_commit(tmp_path / "git2" / "joy-caption-batch.git", "upstream change", {"NEWS.md": "drifted\n"}) == new
     assert {n: p.commit for n, p in again.items()} == {n: p.commit for n, p in pins.items()}
+
+
+def test_comfyui_app_sits_on_the_submodule_commit(tmp_path):
+    """ComfyUI pods clone the stand-in app; diffusion-pipe's submodule keeps pointing at the base commit below it."""
+    pins = build_repos(tmp_path / "git")
+    app = tmp_path / "ComfyUI"
+    clone(pins["ComfyUI"].url, app)
+    head = subprocess.run(["git", "-C", str(app), "rev-parse", "HEAD", "HEAD^"], capture_output=True, text=True)
+    dp = tmp_path / "dp"
+    clone(pins["diffusion-pipe"].url, dp, "--recurse-submodules")
+    sub = subprocess.run(["git", "-C", str(dp / "submodules" / "ComfyUI"), "rev-parse", "HEAD"],
+                         capture_output=True, text=True)
+    assert head.stdout.split() == [pins["ComfyUI"].commit, sub.stdout.strip()]
+    assert (app / "main.py").is_file() and (app / "requirements.txt").is_file()
+    assert (app / "models" / "loras").is_dir() and (app / "custom_nodes").is_dir()

@@ -1,9 +1,12 @@
-"""Stand-in `diffusion-pipe` and `joy-caption-batch` git repos for the sandbox, served as local file:// URLs.
+"""Stand-in `diffusion-pipe`, `joy-caption-batch` and `ComfyUI` git repos for the sandbox, as local file:// URLs.
 
 `build_repos(dest)` writes bare repos at deterministic commits (fixed author, committer and dates; the submodule
 URL is relative), so the commit shas are the same on every machine. The repos hold the source files next to this
 module: `diffusion_pipe/` (train.py, with `submodules/ComfyUI` as a real git submodule from `comfyui/`) and
-`joy_caption_batch/` (batch-alpha2.py). `add_commit` moves a repo's `main` forward (drift tests for `lock`).
+`joy_caption_batch/` (batch-alpha2.py). `ComfyUI.git` has two commits: the base one (the `comfy` package that
+diffusion-pipe's submodule points at) and, on top, the stand-in ComfyUI app from `comfyui/app/` (main.py serving
+/system_stats, /object_info, /queue, /models on ComfyUI's real flags; the real models/ folder layout) that ComfyUI
+pods clone (`up --role comfyui`). `add_commit` moves a repo's `main` forward (drift tests for `lock`).
 
 Pod sessions clone them with plain git: the pod's git config allows the file protocol for submodules (see
 podhost.py), which git refuses by default for file:// submodule URLs.
@@ -77,6 +80,15 @@ REPOS: dict[str, tuple[str, dict[str, str], str, str]] = {
                                                 "batch-alpha2.py": "batch-alpha2.py"},
                           "2025-08-25T17:37:44+02:00", "sandbox stand-in for joy-caption-batch (JoyCaption Alpha Two)"),
 }
+# the ComfyUI app commit on top of the base ComfyUI.git commit: repo path -> file under comfyui/app/
+COMFYUI_APP = ({"main.py": "main.py", "nodes.py": "nodes.py", "comfyui_version.py": "comfyui_version.py",
+                "requirements.txt": "requirements.txt"},
+               "2026-11-02T16:20:00+00:00", "sandbox stand-in for ComfyUI v0.35.0 (main.py serves the HTTP API)")
+COMFYUI_APP_TAG = "sandbox-comfyui-app"
+# ComfyUI's models/ folders, each with the placeholder file the real repo keeps in it
+COMFYUI_MODEL_FOLDERS = ("checkpoints", "clip", "clip_vision", "configs", "controlnet", "diffusers",
+                         "diffusion_models", "embeddings", "gligen", "hypernetworks", "loras", "photomaker",
+                         "style_models", "text_encoders", "unet", "upscale_models", "vae", "vae_approx")
 GITMODULES = '[submodule "submodules/ComfyUI"]\n\tpath = submodules/ComfyUI\n\turl = ../ComfyUI.git\n'
 
 
@@ -134,14 +146,31 @@ def _build_one(dest: Path, name: str, gitlinks: dict[str, str] | None = None) ->
     return sha
 
 
+def _build_comfyui_app(dest: Path, base: str) -> str:
+    """The stand-in ComfyUI app: a commit on top of ComfyUI.git's base commit, tagged (kept if already there)."""
+    repo = dest / "ComfyUI.git"
+    try:
+        return _git(repo, "rev-parse", f"{COMFYUI_APP_TAG}^{{commit}}")
+    except subprocess.CalledProcessError:
+        pass
+    files, date, message = COMFYUI_APP
+    contents = {path: (HERE / "comfyui" / "app" / src).read_bytes() for path, src in files.items()}
+    contents.update({f"models/{folder}/put_{folder}_here": b"" for folder in COMFYUI_MODEL_FOLDERS})
+    contents["custom_nodes/example_node.py.example"] = b"# custom node packs go in folders here\n"
+    sha = _commit(repo, contents, message, date, parent=base)
+    _git(repo, "tag", COMFYUI_APP_TAG, sha)
+    return sha
+
+
 def build_repos(dest: Path) -> dict[str, RepoPin]:
-    """Bare stand-in repos under `dest` (kept if already there); name -> RepoPin(file:// URL, base commit)."""
+    """Bare stand-in repos under `dest` (kept if already there); name -> RepoPin(file:// URL, pinned commit)."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     comfy = _build_one(dest, "ComfyUI")
     pins = {
         "diffusion-pipe": _build_one(dest, "diffusion-pipe", gitlinks={"submodules/ComfyUI": comfy}),
         "joy-caption-batch": _build_one(dest, "joy-caption-batch"),
+        "ComfyUI": _build_comfyui_app(dest, comfy),
     }
     return {name: RepoPin(url=(dest / f"{name}.git").resolve().as_uri(), commit=sha) for name, sha in pins.items()}
 
