@@ -14,6 +14,9 @@ from .credentials import get_secret
 RUNPOD_REST_URL = "https://api.runpod.io/v2"
 RUNPOD_GRAPHQL_BASE = "https://api.runpod.io"
 HF_ENDPOINT = "https://huggingface.co"
+# where a pod's exposed `N/http` port answers: RunPod's HTTPS proxy (needs no public port)
+RUNPOD_HTTP_URL = "https://{pod_id}-{private_port}.proxy.runpod.net"
+SANDBOX_HTTP_URL = "http://127.0.0.1:{public_port}"
 
 
 @dataclass(frozen=True)
@@ -32,9 +35,18 @@ class Cloud:
     sandbox: bool
     # name -> where to clone it from instead of data/sources.toml (the sandbox serves stand-in repos)
     repo_overrides: dict[str, RepoPin] = field(default_factory=dict)
+    # a pod's exposed http port as a URL; fields: pod_id, private_port, public_port
+    http_url_template: str = RUNPOD_HTTP_URL
 
     def __repr__(self) -> str:  # never show the key
         return f"Cloud(rest_url={self.rest_url!r}, sandbox={self.sandbox})"
+
+    def http_url(self, pod_id: str, private_port: int, http_ports: dict[int, int]) -> str | None:
+        """The URL of a pod's exposed http port; None while the template needs a public port not assigned yet."""
+        public = http_ports.get(private_port)
+        if public is None and "{public_port}" in self.http_url_template:
+            return None
+        return self.http_url_template.format(pod_id=pod_id, private_port=private_port, public_port=public)
 
 
 def sandbox_enabled() -> bool:
@@ -55,6 +67,7 @@ def resolve_cloud() -> Cloud:
             hf_token=None,
             sandbox=True,
             repo_overrides=dict(info.repos),
+            http_url_template=SANDBOX_HTTP_URL,
         )
     return Cloud(
         rest_url=os.environ.get("PISTACHIO_RUNPOD_REST_URL", RUNPOD_REST_URL),

@@ -88,6 +88,7 @@ class PodSpec:
     container_disk_gb: int = 50
     volume_gb: int = 150  # the pod's own volume at /workspace when there is no network volume
     env: dict[str, str] = field(default_factory=dict)
+    http_ports: tuple[int, ...] = ()  # exposed as `N/http` (RunPod proxies them; Cloud.http_url gives the URL)
     cloud_type: str = "SECURE"
     interruptible: bool = False  # spot: cheaper, may be preempted (the GraphQL adapter rents these)
 
@@ -177,7 +178,7 @@ class PodLifecycle:
             network_volume_id=spec.network_volume_id,
             volume_gb=None if spec.network_volume_id else spec.volume_gb,
             container_disk_gb=spec.container_disk_gb,
-            ports=["22/tcp"],
+            ports=["22/tcp", *(f"{port}/http" for port in spec.http_ports)],
             env={**spec.env, "PUBLIC_KEY": spec.public_key},
             min_memory_gb=offer.min_memory_gb,
             interruptible=spec.interruptible,

@@ -555,6 +555,13 @@ def _pod(d: dict[str, Any]) -> Pod:
         env=env,
         ssh_host=ssh.get("ip") if ssh else None,
         ssh_port=int(ssh["publicPort"]) if ssh and ssh.get("publicPort") else None,
+        http_ports={
+            int(p["privatePort"]): int(p["publicPort"])
+            for p in runtime.get("ports") or []
+            if p.get("type") == "http" and p.get("privatePort") and p.get("publicPort")
+        }
+        if status == PodStatus.RUNNING
+        else {},
         interruptible=d.get("podType") == "INTERRUPTABLE",
         uptime_s=runtime.get("uptimeInSeconds"),
     )

@@ -346,6 +346,11 @@ def _pod(d: dict[str, Any]) -> Pod:
         env=dict(d.get("env") or {}),
         ssh_host=direct.get("host") or None,
         ssh_port=int(direct["port"]) if direct.get("port") else None,
+        http_ports={
+            int(p["private"]): int(p["public"])
+            for p in runtime.get("ports") or []
+            if p.get("type") == "http" and p.get("private") and p.get("public")
+        },
         interruptible=False,
         uptime_s=runtime.get("uptime"),
         created_at=_when(d.get("createdAt")),
