@@ -180,12 +180,15 @@ def restart_comfyui(remote: Any, comfy_dir: str, timeout: float = 120) -> str:
     return f"ComfyUI restarted on port {info['port']}"
 
 
+# A pod whose exposed http ports bind other host ports (the sandbox: every pod on the host's network) names them
+# in PISTACHIO_HTTP_PORT_<port>; elsewhere the port is what ComfyUI binds.
 _WAIT_HTTP = """
-import sys, time, urllib.request
+import os, sys, time, urllib.request
+port = os.environ.get("PISTACHIO_HTTP_PORT_" + sys.argv[1]) or sys.argv[1]
 deadline = time.time() + float(sys.argv[2])
 while True:
     try:
-        urllib.request.urlopen("http://127.0.0.1:%s/system_stats" % sys.argv[1], timeout=2).read()
+        urllib.request.urlopen("http://127.0.0.1:%s/system_stats" % port, timeout=2).read()
         break
     except Exception as exc:
         if time.time() > deadline:

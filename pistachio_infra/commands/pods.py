@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -70,7 +71,28 @@ def _cloud_name(cloud: Cloud) -> str:
 @click.option("--model", "models", multiple=True, help="Base models to download (default: Wan 2.1 14B + JoyCaption).")
 @click.option("--no-models", is_flag=True, help="Skip the base-model download.")
 @click.option("--no-bootstrap", is_flag=True, help="Only rent the pod and install the watchdog.")
-@click.option("--label", default="interactive", show_default=True, help="Goes into the pod's name.")
+@click.option("--label", help="Goes into the pod's name (default: interactive, or comfyui for --role comfyui).")
+@click.option(
+    "--role",
+    type=click.Choice(["train", "comfyui"]),
+    default="train",
+    show_default=True,
+    help="train: DiffusionPipe + JoyCaption + base models. comfyui: ComfyUI at its pinned commit on port 8188, "
+    "the project's harvested LoRAs in models/loras, and --workflow's node packs and models.",
+)
+@click.option(
+    "--workflow",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="--role comfyui: a ComfyUI workflow (.json/.png) whose custom nodes and models to install.",
+)
+@click.option(
+    "--project",
+    "project_path",
+    type=click.Path(path_type=Path),
+    help="--role comfyui: the project whose harvested LoRAs to copy (default: ./pistachio.toml when present).",
+)
+@click.option("--no-loras", is_flag=True, help="--role comfyui: do not copy harvested LoRAs.")
+@click.option("--yes", "-y", is_flag=True, help="--role comfyui: take the best-ranked hub file when several fit.")
 def up(
     gpu: str,
     gpu_fallback: tuple[str, ...],
@@ -81,15 +103,23 @@ def up(
     models: tuple[str, ...],
     no_models: bool,
     no_bootstrap: bool,
-    label: str,
+    label: str | None,
+    role: str,
+    workflow: str | None,
+    project_path: Path | None,
+    no_loras: bool,
+    yes: bool,
 ) -> None:
-    """Rent a ready pod: SSH, DiffusionPipe, JoyCaption and model files, guarded by its watchdog.
+    """Rent a ready pod: SSH, DiffusionPipe, JoyCaption and model files (or, with --role comfyui, a running
+    ComfyUI with the workflow's dependencies and the project's LoRAs), guarded by its watchdog.
 
     The pod keeps running after this command (that is its purpose) until `down`, or until its watchdog
-    terminates it: at --max-hours, or --idle-minutes after the last client/login.
+    terminates it: at --max-hours, or --idle-minutes after the last client/login (a running ComfyUI counts as a
+    running job, so a ComfyUI pod lasts until --max-hours or `down`).
     """
     from ..bootstrap import DEFAULT_MODELS
     from ..catalog import base_model, gpu_class
+    from ..comfy.pod import COMFY_PORT
     from ..errors import ConfigError
     from ..pods import PodSpec
     from ..sshkeys import public_key
@@ -101,27 +131,52 @@ def up(
         raise ConfigError(f"--max-hours {max_hours:g} is not positive", "give the pod's maximum runtime, e.g. 3")
     if idle_minutes <= 0:
         raise ConfigError(f"--idle-minutes {idle_minutes:g} is not positive", "give e.g. 30")
-    wanted = () if no_models else (models or DEFAULT_MODELS)
+    comfyui = role == "comfyui"
+    if comfyui and (models or no_bootstrap):
+        raise ConfigError(
+            f"--role comfyui does not take {'--model' if models else '--no-bootstrap'}",
+            "a ComfyUI pod gets its models from --workflow; drop the option",
+        )
+    if not comfyui and (workflow or project_path or no_loras):
+        raise ConfigError("--workflow, --project and --no-loras are for ComfyUI pods", "add --role comfyui")
+    wanted = () if no_models or comfyui else (models or DEFAULT_MODELS)
     for name in wanted:
         base_model(name)
+    loras: list[Path] = []
+    if comfyui:
+        from ..comfy.pod import harvested_loras
+        from ..comfy.workflow import load_workflow
+        from ..spec import find_project
+
+        if workflow:
+            load_workflow(workflow)  # a broken file is refused here, before anything costs money
+        if not no_loras:
+            project = find_project(project_path)
+            base = Path(project_path or ".").resolve()
+            loras = harvested_loras(project, base if base.is_dir() else base.parent)
     policy = WatchdogPolicy.from_env(max_runtime_s=max_hours * 3600, idle_s=idle_minutes * 60)
     volume_id, volume_dc = _volume(volume)
     console = _console()
     cloud, api, store = _open()
+    if comfyui and workflow:
+        from ..comfy.pod import precheck
+
+        precheck(workflow, loras, cloud, yes=yes)
     spec = PodSpec(
         purpose="up",
-        label=label,
+        label=label or ("comfyui" if comfyui else "interactive"),
         gpu_classes=classes,
         public_key=public_key(),
         data_centers=data_centers,
         network_volume_id=volume_id,
         network_volume_dc=volume_dc,
+        http_ports=(COMFY_PORT,) if comfyui else (),
     )
     t0 = time.monotonic()
     with pod_session(
         spec,
         policy=policy,
-        models=None if no_bootstrap else wanted,
+        models=None if no_bootstrap or comfyui else wanted,
         keep=True,
         cloud=cloud,
         api=api,
@@ -129,6 +184,18 @@ def up(
         report=lambda msg: console.print(f"  [dim]•[/dim] {msg}"),
         bootstrap_output=_bootstrap_line(console),
     ) as session:
+        comfy = None
+        if comfyui:
+            from ..comfy.pod import prepare
+
+            comfy = prepare(
+                session,
+                workflow=workflow,
+                loras=loras,
+                yes=yes,
+                say=lambda msg: console.print(f"  [dim]•[/dim] {msg}"),
+                bootstrap_output=_bootstrap_line(console),
+            )
         total = time.monotonic() - t0
         pod = session.pod
         offer = session.ready.offer
@@ -137,16 +204,30 @@ def up(
         console.print(
             f"\n[bold green]ready[/bold green]  {session.name} ({pod.id}): {where}, ${session.cost_per_hr:.2f}/h"
         )
+        if comfy is not None:
+            console.print(f"  ComfyUI   {comfy.url}")
+            console.print(
+                f"            {comfy.comfy_dir}: {len(comfy.loras)} LoRA(s) copied, {comfy.packs_installed} node"
+                f" pack(s) installed, {comfy.models_downloaded} model(s) downloaded"
+            )
         console.print(f"  ssh       pistachio-infra ssh {session.name}")
         console.print(f"            {' '.join(_ssh_argv(store, pod.id, session.ready.host, session.ready.port))}")
         console.print(
             f"  watchdog  terminates it at {_clock(session.deadline_epoch)} (max {max_hours:g} h), or"
             f" {idle_minutes:g} min after the last client heartbeat or login"
+            + (" once ComfyUI (a running job) has stopped" if comfyui else "")
         )
         console.print(f"  stop      pistachio-infra down {session.name}")
+        steps = f"bootstrap {t['bootstrap_s']:.1f}s"
+        if comfy is not None:
+            c = comfy.timings
+            steps = (
+                f"ComfyUI bootstrap {c['bootstrap_s']:.1f}s, LoRAs {c['loras_s']:.1f}s, workflow"
+                f" {c['install_s']:.1f}s, start {c['start_s']:.1f}s, URL {c['url_s']:.1f}s"
+            )
         console.print(
             f"  timings   provision {t['provision_s']:.1f}s, ssh wait {t['ssh_wait_s']:.1f}s,"
-            f" watchdog {t['watchdog_s']:.1f}s, bootstrap {t['bootstrap_s']:.1f}s, total {total:.1f}s"
+            f" watchdog {t['watchdog_s']:.1f}s, {steps}, total {total:.1f}s"
         )
     store.close()
 

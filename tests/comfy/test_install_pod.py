@@ -1,63 +1,23 @@
-"""`comfy resolve --pod --install` end to end against a sandbox pod: a stand-in ComfyUI (tests/comfy/standin_comfyui.py)
-running as the pod's "comfyui" job, stand-in node packs served as local git repos through a ComfyUI-Manager
-database served over HTTP, models from the HF hub stand-in. The first run installs packs (one pinned to an older
-commit) and downloads models into the right folders with sha256 checks, then restarts ComfyUI; the second run finds
-everything present and downloads nothing."""
+"""`comfy resolve --pod --install` end to end against a sandbox pod: the sandbox's stand-in ComfyUI (its
+`ComfyUI` stand-in repo, cloned into the pod's workspace) running as the pod's "comfyui" job, stand-in node packs
+served as local git repos through a ComfyUI-Manager database served over HTTP, models from the HF hub stand-in. The
+first run installs packs (one pinned to an older commit) and downloads models into the right folders with sha256
+checks, then restarts ComfyUI; the second run finds everything present and downloads nothing."""
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
-import os
 import re
-import shutil
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from pistachio_infra.comfy.database import shipped_dir
 from pistachio_infra.sandbox.hf import create_repo, request_log
 from pistachio_infra.sandbox.hf.seed import _lora
 
-CLI = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "pistachio-infra")
-FAST_ENV = {
-    "PISTACHIO_POD_POLL_S": "0.2",
-    "PISTACHIO_POD_READY_TIMEOUT_S": "8",
-    "PISTACHIO_POD_TERMINATE_TIMEOUT_S": "20",
-    "PISTACHIO_POD_LOOKUP_S": "2",
-    "PISTACHIO_WATCHDOG_POLL_S": "0.5",
-    "PISTACHIO_WATCHDOG_HEARTBEAT_S": "0.5",
-}
-
-
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
-    full = {**os.environ, "COLUMNS": "200", **(env or {})}
-    full.pop("PISTACHIO_COMFY_DB", None)
-    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout, env=full)
-
-
-def git(*args: str, cwd: Path) -> str:
-    cmd = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "commit.gpgsign=false", *args]
-    return subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def make_pack(root: Path, name: str, versions: list[list[str]]) -> list[str]:
-    """A node pack repo with one commit per version (each a list of node class names); returns the commit shas."""
-    repo = root / name
-    repo.mkdir(parents=True)
-    git("init", "-q", "-b", "main", cwd=repo)
-    shas = []
-    for nodes in versions:
-        mapping = ", ".join(f'"{n}": type("{n}", (), {{}})' for n in nodes)
-        (repo / "__init__.py").write_text(f"NODE_CLASS_MAPPINGS = {{{mapping}}}\n")
-        (repo / "requirements.txt").write_text("numpy\n")  # already in the sandbox pod image
-        git("add", "-A", cwd=repo)
-        git("commit", "-q", "-m", f"nodes {nodes}", cwd=repo)
-        shas.append(git("rev-parse", "HEAD", cwd=repo))
-    return shas
+from .podtools import FAST_ENV, cli, git, make_pack, manager_db, model_files
 
 
 def free_port() -> int:
@@ -86,28 +46,18 @@ def test_install_into_a_sandbox_pod_then_nothing_to_do(pod, sandbox, static_serv
     name, record = pod
     workspace = Path(record["workspace"])
     comfy = workspace / "ComfyUI"
-    (comfy / "custom_nodes").mkdir(parents=True)
-    for folder in ("checkpoints", "loras", "vae", "text_encoders", "diffusion_models", "upscale_models"):
-        (comfy / "models" / folder).mkdir(parents=True)
-    shutil.copy(Path(__file__).with_name("standin_comfyui.py"), comfy / "main.py")
+    git("clone", "-q", sandbox.repos["ComfyUI"].url, str(comfy), cwd=tmp_path)  # the sandbox's stand-in ComfyUI
 
     packs = tmp_path / "packs"
     pinned, newest = make_pack(packs, "pistachio-standin-pack", [["StandinSampler"], ["StandinSampler", "StandinV2"]])
     make_pack(packs, "standin-video-pack", [["StandinVideoCombine"]])
     sampler_url, video_url = (packs / "pistachio-standin-pack").as_uri(), (packs / "standin-video-pack").as_uri()
-    with gzip.open(shipped_dir() / "model-list.json.gz") as fh:
-        model_list = fh.read()
-    db = static_server({
-        "/db/extension-node-map.json": json.dumps({
-            "https://github.com/comfyanonymous/ComfyUI": [["UNETLoader", "VAELoader", "CLIPLoader"], {}],
-            sampler_url: [["StandinSampler", "StandinV2"], {"title_aux": "Standin sampler"}],
-            video_url: [["StandinVideoCombine"], {"title_aux": "Standin video"}],
-        }).encode(),
-        "/db/custom-node-list.json": json.dumps({"custom_nodes": [
-            {"title": "Pistachio stand-in sampler", "files": [sampler_url], "install_type": "git-clone"},
-        ]}).encode(),
-        "/db/model-list.json": model_list,
-    })
+    db = manager_db(
+        static_server,
+        {sampler_url: (["StandinSampler", "StandinV2"], "Standin sampler"),
+         video_url: (["StandinVideoCombine"], "Standin video")},
+        listed={sampler_url: "Pistachio stand-in sampler"},
+    )
     lora = _lora("zebrafinch")
     create_repo(sandbox.home / "hf", "pistachio-tests/zebrafinch-lora", {"zebrafinch_char.safetensors": lora})
 
@@ -171,8 +121,7 @@ def test_install_into_a_sandbox_pod_then_nothing_to_do(pod, sandbox, static_serv
             "upscale_models/4x-UltraSharp.pth",
             "loras/zebrafinch_char.safetensors",
         }
-        found = {p.relative_to(comfy / "models").as_posix() for p in (comfy / "models").rglob("*") if p.is_file()}
-        assert found == expected
+        assert model_files(comfy / "models") == expected
         assert sha256(comfy / "models/loras/zebrafinch_char.safetensors") == hashlib.sha256(lora).hexdigest()
         # the restarted ComfyUI loaded the new packs: the pinned commit's nodes only
         system = stats("/system_stats")
