@@ -2,7 +2,7 @@
 """Benchmark the train pipeline in the sandbox: how much pod time a job bills beyond the training itself, and how
 fast the pod is gone once training is complete.
 
-    .venv/bin/python scripts/bench_train.py [--steps 240] [--seconds-per-step 1.0] [--json]
+    .venv/bin/python scripts/bench_train.py [--steps 400] [--seconds-per-step 1.0] [--json]
 
 Setup: a fresh sandbox (default scenario, except the stand-in trainer's step time), a network volume in a data
 center with RTX A6000 stock, and a 24-image generated dataset. A first run warms the volume (DiffusionPipe,
@@ -12,7 +12,7 @@ cached), captioned and trained from scratch.
 - overhead ratio = billed pod-seconds (create → terminated, as the sandbox bills them) / stand-in training seconds
   (first to last TensorBoard event of the run: the trainer's own working time). Target ≤ 1.05. The fixed costs
   (provision, SSH, watchdog, cached bootstrap, upload, captioning, harvest, teardown) are seconds, so the ratio only
-  means something for a training of minutes: the default is 240 steps × 1 s (real Wan 14B LoRA runs take hours).
+  means something for a training of minutes: the default is 400 steps × 1 s (real Wan 14B LoRA runs take hours).
 - complete → terminated = pod terminated_at − the last event's wall time (DiffusionPipe prints TRAINING COMPLETE!
   right after closing the event file). Target ≤ 10 s.
 """
@@ -63,7 +63,7 @@ def _run(project_path: Path, job: str, volume: tuple[str, str]):  # type: ignore
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=240, help="training steps of the measured run")
+    parser.add_argument("--steps", type=int, default=400, help="training steps of the measured run")
     parser.add_argument("--seconds-per-step", type=float, default=1.0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

@@ -268,7 +268,7 @@ def follow(ctx: RunContext, rendered: RenderedConfigs, run: str | None) -> tuple
     from ..remote.errors import TransferError
 
     remote = ctx.remote
-    poll = _env_seconds("PISTACHIO_TRAIN_POLL_S", 2.0)
+    poll = _env_seconds("PISTACHIO_TRAIN_POLL_S", 1.0)
     sync_every = _env_seconds("PISTACHIO_TRAIN_SYNC_S", 30.0)
     reconnect_s = _env_seconds("PISTACHIO_RECONNECT_S", 300.0)
     full = full_sync_needed(ctx)
