@@ -79,5 +79,5 @@ def test_resolve_cloud_finds_the_sandbox(sandbox):
     cloud = resolve_cloud()  # PISTACHIO_SANDBOX=1 and PISTACHIO_HOME point at the fixture's sandbox
     assert cloud.sandbox and (cloud.rest_url, cloud.api_key) == (sandbox.rest_url, sandbox.api_key)
     assert cloud.hf_endpoint == sandbox.hf_endpoint
-    assert set(cloud.repo_overrides) == {"diffusion-pipe", "joy-caption-batch"}
+    assert set(cloud.repo_overrides) == {"diffusion-pipe", "joy-caption-batch", "ComfyUI"}
     assert control.ensure_running().pid == sandbox.pid
