@@ -327,6 +327,25 @@ def _models(ctx: RunContext) -> tuple[str, ...]:
     return (ctx.job.base_model, "joycaption-alpha-two") if need_captions else (ctx.job.base_model,)
 
 
+def _max_runtime_s(ctx: RunContext, req: TrainRequest, api: Any) -> float:
+    """The watchdog's hard limit: --max-hours, or less when the job's budget buys fewer hours on the dearest GPU
+    class it may fall back to (live prices), so even a lost client cannot spend more than the budget."""
+    limit = req.max_hours * 3600
+    budget = ctx.job.budget_usd
+    if not budget:
+        return limit
+    from .pods.offers import live_offers
+
+    prices = [o.price_per_hr for o in live_offers(api, ctx.gpu_classes) if o.price_per_hr]
+    if not prices:
+        return limit
+    budget_s = budget / max(prices) * 3600
+    if budget_s < limit:
+        ctx.say(f"budget ${budget:.2f} at up to ${max(prices):.2f}/h: the pod's watchdog ends it after "
+                f"{budget_s / 3600:.2f} h at the latest")
+    return min(limit, budget_s)
+
+
 def _with_pod(ctx: RunContext, req: TrainRequest) -> None:
     from .bootstrap import bootstrap
     from .pipeline import caption, prepare, training
@@ -336,8 +355,8 @@ def _with_pod(ctx: RunContext, req: TrainRequest) -> None:
     from .watchdog import WatchdogPolicy, mark_harvested
 
     stages = ctx.stages
-    policy = WatchdogPolicy.from_env(max_runtime_s=req.max_hours * 3600)
     api = connect(ctx.cloud, "graphql" if ctx.job.interruptible else "rest")  # REST v2 cannot rent spot pods
+    policy = WatchdogPolicy.from_env(max_runtime_s=_max_runtime_s(ctx, req, api))
     spec = _pod_spec(ctx, req)
     stages.start("provision")
     try:

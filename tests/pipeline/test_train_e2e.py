@@ -159,3 +159,21 @@ def test_demo_runs_the_whole_pipeline(sandbox, sandbox_admin, tmp_path):
     report = next((tmp_path / "demo-project" / "runs" / "pip").glob("*/report.md"))
     assert str(report) in done.stdout.replace("\n", "")
     assert live_pods(sandbox_admin) == [] and len(sandbox_admin.pods()) == 1
+
+
+def test_the_job_budget_caps_the_pods_watchdog_runtime(sandbox, sandbox_admin, tmp_path):
+    from pistachio_infra.endpoints import resolve_cloud
+    from pistachio_infra.pods.offers import live_offers
+    from pistachio_infra.runpod import connect
+    from pistachio_infra.state import Store
+
+    dearest = max(o.price_per_hr for o in live_offers(connect(resolve_cloud()), ["a6000", "a40"]) if o.price_per_hr)
+    project = write_project(tmp_path / "proj", budget_usd=0.05)
+    done = cli("train", "pip", "--project", str(project))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "budget $0.05" in done.stdout
+    [pod] = Store().pods(cloud="sandbox")
+    cap_s = 0.05 / dearest * 3600  # what $0.05 buys on the dearer of the job's two classes, not the 12 h default
+    assert pod.watchdog_deadline is not None
+    assert pod.watchdog_deadline - pod.created_at <= cap_s + 5
+    assert live_pods(sandbox_admin) == []
