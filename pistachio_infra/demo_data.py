@@ -1,5 +1,6 @@
-"""A small synthetic character dataset for the demo: "Pip", a round green mascot with a red scarf and one antenna,
-drawn in varied poses, sizes, backgrounds and lighting. Deterministic by seed (same bytes for the same seed)."""
+"""Small synthetic character datasets for the demo and the example campaign: "Pip", a round green mascot with a red
+scarf and one antenna (and a few other mascots told apart by body, scarf and antenna colours), drawn in varied poses,
+sizes, backgrounds and lighting. Deterministic by seed (same bytes for the same seed and character)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,13 @@ BACKGROUNDS = [
     ((200, 200, 205), (240, 240, 245)),  # studio grey
 ]
 POSES = ("standing", "waving", "jumping", "sitting", "leaning")
+# name -> (body, scarf, antenna tip): what tells the characters apart
+CHARACTERS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]] = {
+    "pip": ((70, 170, 90), (210, 40, 50), (250, 210, 40)),
+    "mira": ((140, 90, 190), (250, 200, 40), (90, 200, 230)),
+    "bolt": ((235, 140, 50), (40, 90, 200), (240, 240, 240)),
+    "juno": ((60, 170, 170), (230, 90, 160), (250, 120, 40)),
+}
 
 
 def _gradient(top: tuple[int, int, int], bottom: tuple[int, int, int]):
@@ -33,8 +41,8 @@ def _shade(colour: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
     return tuple(max(0, min(255, round(c * factor))) for c in colour)  # type: ignore[return-value]
 
 
-def draw_character(index: int, seed: int):
-    """One image of the character (a PIL image)."""
+def draw_character(index: int, seed: int, character: str = "pip"):
+    """One image of `character` (a key of CHARACTERS) as a PIL image."""
     from PIL import ImageDraw, ImageFilter
 
     rng = random.Random(f"{seed}:{index}")
@@ -48,9 +56,10 @@ def draw_character(index: int, seed: int):
         x, y, r = rng.randint(0, SIZE), rng.randint(20, floor - 40), rng.randint(15, 50)
         draw.ellipse([x - r, y - r, x + r, y + r], fill=_shade(top, rng.uniform(0.7, 1.2)))
 
+    body_rgb, scarf_rgb, tip_rgb = CHARACTERS[character]
     light = rng.uniform(0.85, 1.15)
-    body = _shade((70, 170, 90), light)
-    scarf = _shade((210, 40, 50), light)
+    body = _shade(body_rgb, light)
+    scarf = _shade(scarf_rgb, light)
     pose = POSES[index % len(POSES)]
     scale = rng.uniform(0.75, 1.15)
     cx = rng.randint(150, SIZE - 150)
@@ -72,7 +81,7 @@ def draw_character(index: int, seed: int):
     # antenna with a yellow ball
     tip = (head_cx + 10 * scale, head_cy - r_head - 40 * scale)
     draw.line([head_cx, head_cy - r_head, *tip], fill=(60, 60, 60), width=max(2, int(4 * scale)))
-    draw.ellipse([tip[0] - 9 * scale, tip[1] - 9 * scale, tip[0] + 9 * scale, tip[1] + 9 * scale], fill=(250, 210, 40))
+    draw.ellipse([tip[0] - 9 * scale, tip[1] - 9 * scale, tip[0] + 9 * scale, tip[1] + 9 * scale], fill=tip_rgb)
     # eyes (looking in a random direction) and mouth
     gaze = rng.uniform(-6, 6) * scale
     for side in (-1, 1):
@@ -81,7 +90,7 @@ def draw_character(index: int, seed: int):
         draw.ellipse([ex + gaze - 5 * scale, ey - 5 * scale, ex + gaze + 5 * scale, ey + 5 * scale], fill=(20, 20, 20))
     draw.arc([head_cx - 18 * scale, head_cy + 5 * scale, head_cx + 18 * scale, head_cy + 28 * scale], 20, 160,
              fill=(30, 60, 30), width=max(2, int(3 * scale)))
-    # the red scarf: the character's signature
+    # the scarf: the character's signature
     draw.rectangle([cx - r_body * 0.8, body_cy - r_body * 0.95, cx + r_body * 0.8, body_cy - r_body * 0.7], fill=scarf)
     draw.polygon([(cx + r_body * 0.4, body_cy - r_body * 0.8), (cx + r_body * 0.9, body_cy - r_body * 0.1),
                   (cx + r_body * 0.6, body_cy - r_body * 0.05)], fill=_shade(scarf, 0.85))
@@ -97,13 +106,15 @@ def draw_character(index: int, seed: int):
     return img
 
 
-def generate_dataset(folder: str | Path, count: int = 24, seed: int = 7) -> list[Path]:
-    """Write `count` PNG images into `folder` (created); existing files with the same names are replaced."""
+def generate_dataset(folder: str | Path, count: int = 24, seed: int = 7, character: str = "pip") -> list[Path]:
+    """Write `count` PNG images of `character` into `folder` (created); files with the same names are replaced."""
+    if character not in CHARACTERS:
+        raise ValueError(f"unknown sample character {character!r}; one of {', '.join(CHARACTERS)}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(count):
-        path = folder / f"pip_{i:02d}.png"
-        draw_character(i, seed).save(path, format="PNG", optimize=False)
+        path = folder / f"{character}_{i:02d}.png"
+        draw_character(i, seed, character).save(path, format="PNG", optimize=False)
         paths.append(path)
     return paths

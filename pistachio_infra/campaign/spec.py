@@ -70,13 +70,16 @@ def ensure_sample_datasets(campaign: Campaign, images: int = 16) -> list[Path]:
     if not campaign.settings.sample_datasets:
         return []
     from ..dataset import image_files
-    from ..demo_data import generate_dataset
+    from ..demo_data import CHARACTERS, generate_dataset
 
     written = []
-    for job in campaign.jobs:
+    for index, job in enumerate(campaign.jobs):
         if job.dataset.is_dir() and image_files(job.dataset):
             continue
         seed = int(hashlib.sha256(job.name.encode()).hexdigest()[:6], 16)
-        generate_dataset(job.dataset, images, seed=seed)
+        # the sample character named first in the job's `character` ("Mira at night" → mira), else one per job
+        first = job.character.split()[0].lower() if job.character.split() else ""
+        character = first if first in CHARACTERS else list(CHARACTERS)[index % len(CHARACTERS)]
+        generate_dataset(job.dataset, images, seed=seed, character=character)
         written.append(job.dataset)
     return written

@@ -155,8 +155,8 @@ def test_the_example_campaign_plans_in_the_sandbox(sandbox, sandbox_admin, tmp_p
     shutil.copy(example, camp)
     plan = cli("campaign", "plan", str(camp))
     assert plan.returncode == 0, plan.stdout + plan.stderr
-    assert all(f"pip-{n}" in plan.stdout for n in ("green", "night", "sketch", "hd")) and "fits" in plan.stdout
-    assert len(list((tmp_path / "campaign-data" / "pip-hd").glob("*.png"))) == 16  # sample images generated
+    assert all(name in plan.stdout for name in ("pip", "mira", "bolt", "juno")) and "fits" in plan.stdout
+    assert len(list((tmp_path / "campaign-data" / "juno").glob("juno_*.png"))) == 16  # its own sample character
     preview = cli("campaign", "plan", str(camp), "--timings", "runpod")
     assert preview.returncode == 0 and "runpod table" in preview.stdout
     assert sandbox_admin.pods() == []
