@@ -56,7 +56,7 @@ def install_lora(lora: Path, target: str, *, store=None) -> Installed:  # type: 
             raise ConfigError(f"comfyui_loras_dir {target!r} names the env stack's ComfyUI pod, but none is deployed",
                               "run `pistachio-infra env up` with a ComfyUI pod, or give a local or sftp:// folder")
         path = parts.path or "/workspace/ComfyUI/models/loras"
-        return _install_sftp(lora, "root", env.comfyui_ssh_host, env.comfyui_ssh_port, path, store,
+        return _install_sftp(lora, env.comfyui_ssh_user, env.comfyui_ssh_host, env.comfyui_ssh_port, path, store,
                              pod_id=env.comfyui_pod_id)
     raise ConfigError(f"comfyui_loras_dir {target!r} has an unknown scheme {parts.scheme!r}",
                       "use a local folder, sftp://user@host:port/path or comfyui:///path")

@@ -59,7 +59,8 @@ def connect_remote(store: Store, ready: ReadyPod, *, timeout: float = SSH_CONNEC
     from .remote import Remote
 
     return Remote.connect(
-        pod_id=ready.pod.id, host=ready.host, port=ready.port, key_path=ssh_key_path(), store=store, timeout=timeout
+        pod_id=ready.pod.id, host=ready.host, port=ready.port, key_path=ssh_key_path(), store=store, timeout=timeout,
+        user=ready.pod.ssh_user,
     )
 
 

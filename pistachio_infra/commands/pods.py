@@ -211,7 +211,8 @@ def up(
                 f" pack(s) installed, {comfy.models_downloaded} model(s) downloaded"
             )
         console.print(f"  ssh       pistachio-infra ssh {session.name}")
-        console.print(f"            {' '.join(_ssh_argv(store, pod.id, session.ready.host, session.ready.port))}")
+        argv = _ssh_argv(store, pod.id, session.ready.host, session.ready.port, pod.ssh_user)
+        console.print(f"            {' '.join(argv)}")
         console.print(
             f"  watchdog  terminates it at {_clock(session.deadline_epoch)} (max {max_hours:g} h), or"
             f" {idle_minutes:g} min after the last client heartbeat or login"
@@ -349,7 +350,7 @@ def _find(store: Store, api: RunPodApi, pod: str) -> tuple[PodRecord | None, Pod
     return rec, live
 
 
-def _ssh_argv(store: Store, pod_id: str, host: str, port: int) -> list[str]:
+def _ssh_argv(store: Store, pod_id: str, host: str, port: int, user: str) -> list[str]:
     """The OpenSSH client command for a pod: our key only, and the host key pinned for this pod id."""
     from ..paths import ssh_key_path, state_dir
 
@@ -367,7 +368,7 @@ def _ssh_argv(store: Store, pod_id: str, host: str, port: int) -> list[str]:
             "-o",
             "StrictHostKeyChecking=yes",
         ]
-    return [*argv, f"root@{host}"]
+    return [*argv, f"{user}@{host}"]
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -392,7 +393,7 @@ def ssh(pod: str, command: tuple[str, ...], print_only: bool) -> None:
         if not ssh_key_path().exists():
             raise ConfigError(f"SSH key {ssh_key_path()} does not exist", "run `pistachio-infra init`")
         connect_remote(store, ReadyPod(rec.name if rec else live.name, live, None, [], 0, 0), timeout=30).close()
-    argv = _ssh_argv(store, live.id, live.ssh_host or "", live.ssh_port or 22) + list(command)
+    argv = _ssh_argv(store, live.id, live.ssh_host or "", live.ssh_port or 22, live.ssh_user) + list(command)
     store.close()
     if print_only:
         click.echo(" ".join(argv))

@@ -79,6 +79,7 @@ class Pod(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     ssh_host: str | None = None  # direct SSH endpoint; None until sshd is up
     ssh_port: int | None = None
+    ssh_user: str = "root"  # the user the pod's sshd accepts (REST v2 ssh.direct.username; RunPod's is root)
     http_ports: dict[int, int] = Field(default_factory=dict)  # exposed `N/http` port -> its public port (running)
     interruptible: bool = False
     uptime_s: int | None = None

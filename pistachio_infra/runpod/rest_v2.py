@@ -346,6 +346,7 @@ def _pod(d: dict[str, Any]) -> Pod:
         env=dict(d.get("env") or {}),
         ssh_host=direct.get("host") or None,
         ssh_port=int(direct["port"]) if direct.get("port") else None,
+        ssh_user=direct.get("username") or "root",
         http_ports={
             int(p["private"]): int(p["public"])
             for p in runtime.get("ports") or []

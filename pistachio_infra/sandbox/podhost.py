@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import getpass
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -62,6 +62,11 @@ def _sshd_path() -> str:
         raise MissingToolError("the sandbox needs OpenSSH's sshd, which is not installed",
                                "install it (Debian/Ubuntu: `apt-get install openssh-server`)")
     return path
+
+
+def pod_user() -> str:
+    """The one user the pods' sshd accepts: the user this process runs as (sshd runs as it; root on RunPod)."""
+    return pwd.getpwuid(os.geteuid()).pw_name
 
 
 def _unshare_args() -> list[str]:
@@ -283,7 +288,7 @@ class PodHost:
             "PubkeyAuthentication yes",
             "PermitRootLogin prohibit-password",
             f"AuthorizedKeysFile {authorized}",
-            f"AllowUsers {getpass.getuser()}",
+            f"AllowUsers {pod_user()}",
             "Subsystem sftp internal-sftp",
             "PermitUserRC no",
             "PermitUserEnvironment no",

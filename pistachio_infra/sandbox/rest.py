@@ -21,6 +21,7 @@ from . import openapi
 from .billing import BUCKETS, pod_billing_report
 from .catalog import availability_level
 from .cloud import ACTIONS, ACTIVE, PUBLIC_IP, SERVER_ERROR, ApiError, PodSpec, Principal, SandboxCloud
+from .podhost import pod_user
 from .store import PodRecord, TemplateRecord, VolumeRecord
 
 Handler = Callable[[Request, Principal, Any], Awaitable[Response | tuple[int, Any]]]
@@ -80,8 +81,9 @@ def pod_json(cloud: SandboxCloud, pod: PodRecord) -> dict[str, Any]:
             "ports": ports,
         }
         if has_ssh_port:
-            direct = {"host": PUBLIC_IP, "port": pod.ssh_port, "username": "root",
-                      "command": f"ssh root@{PUBLIC_IP} -p {pod.ssh_port}"}
+            user = pod_user()
+            direct = {"host": PUBLIC_IP, "port": pod.ssh_port, "username": user,
+                      "command": f"ssh {user}@{PUBLIC_IP} -p {pod.ssh_port}"}
     proxy = {"host": "ssh.runpod.io", "port": 22, "username": pod.pod_host_id,
              "command": f"ssh {pod.pod_host_id}@ssh.runpod.io"}
     return {

@@ -28,6 +28,7 @@ class EnvOutputs:
     comfyui_pod_id: str | None = None
     comfyui_ssh_host: str | None = None
     comfyui_ssh_port: int | None = None
+    comfyui_ssh_user: str = "root"
 
     @property
     def comfyui_ssh(self) -> str | None:
@@ -111,6 +112,7 @@ def outputs(stack: str | None = None) -> EnvOutputs | None:
         comfyui_pod_id=raw.get("comfyui_pod_id") or None,
         comfyui_ssh_host=raw.get("comfyui_ssh_host") or None,
         comfyui_ssh_port=int(port) if isinstance(port, int | float) else None,
+        comfyui_ssh_user=raw.get("comfyui_ssh_user") or "root",
     )
 
 

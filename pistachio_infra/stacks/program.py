@@ -143,6 +143,7 @@ def declare(settings: EnvSettings) -> dict[str, pulumi.Output]:
             "comfyui_pod_id": pod.id,
             "comfyui_ssh_host": pod.ssh_host,
             "comfyui_ssh_port": pod.ssh_port,
+            "comfyui_ssh_user": pod.ssh_user,
         }
     for name, value in exported.items():
         pulumi.export(name, value)

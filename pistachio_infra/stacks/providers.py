@@ -305,6 +305,7 @@ class PodProvider(_Provider):
             "placed_data_center_id": pod.data_center_id,
             "ssh_host": pod.ssh_host,
             "ssh_port": pod.ssh_port,
+            "ssh_user": pod.ssh_user,
             "cost_per_hr": pod.cost_per_hr,
         }
 
@@ -404,7 +405,7 @@ class Template(Resource, module="runpod", name="Template"):
         super().__init__(TemplateProvider(), resource_name, _props(TemplateProvider.inputs, props), opts)
 
 
-POD_COMPUTED = ("status", "placed_data_center_id", "ssh_host", "ssh_port", "cost_per_hr")
+POD_COMPUTED = ("status", "placed_data_center_id", "ssh_host", "ssh_port", "ssh_user", "cost_per_hr")
 
 
 class Pod(Resource, module="runpod", name="Pod"):
@@ -419,6 +420,7 @@ class Pod(Resource, module="runpod", name="Pod"):
     placed_data_center_id: pulumi.Output[str | None]
     ssh_host: pulumi.Output[str | None]
     ssh_port: pulumi.Output[int | None]
+    ssh_user: pulumi.Output[str]
     cost_per_hr: pulumi.Output[float]
 
     def __init__(

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from pistachio_infra.errors import ConfigError, PistachioError
+from pistachio_infra.sandbox.podhost import pod_user
 
 IMAGE = "runpod/pytorch:1.0.2-cu1281-torch280-ubuntu2404"
 
@@ -48,7 +49,8 @@ def ssh_key(tmp_path):
 
 def ssh_cmd(key, port: int, command: str) -> list[str]:
     return ["ssh", "-i", str(key), "-p", str(port), "-o", "StrictHostKeyChecking=no", "-o",
-            "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "root@127.0.0.1", command]
+            "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+            f"{pod_user()}@127.0.0.1", command]
 
 
 def test_rate_limit_burst(sandbox, sandbox_admin):

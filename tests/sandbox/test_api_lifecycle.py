@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from pistachio_infra.sandbox import control
+from pistachio_infra.sandbox.podhost import pod_user
 
 IMAGE = "runpod/pytorch:1.0.2-cu1281-torch280-ubuntu2404"
 
@@ -49,7 +50,8 @@ def ssh_key(tmp_path):
 
 def ssh(key, port: int, command: str) -> subprocess.CompletedProcess:
     cmd = ["ssh", "-i", str(key), "-p", str(port), "-o", "StrictHostKeyChecking=no", "-o",
-           "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "root@127.0.0.1", command]
+           "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+           f"{pod_user()}@127.0.0.1", command]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
 
 

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from pistachio_infra.sandbox import openapi
+from pistachio_infra.sandbox.podhost import pod_user
 
 IMAGE = "runpod/pytorch:1.0.2-cu1281-torch280-ubuntu2404"
 
@@ -252,7 +253,7 @@ def test_registered_ssh_keys_reach_pods_with_start_ssh(sandbox, tmp_path):
     port = rest.wait(pod["id"], "RUNNING")["ssh"]["direct"]["port"]
     out = subprocess.run(
         ["ssh", "-i", str(key), "-p", str(port), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-         "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "root@127.0.0.1",
+         "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", f"{pod_user()}@127.0.0.1",
          'echo "$RUNPOD_POD_ID $RUNPOD_TCP_PORT_22 $RUNPOD_DC_ID $STAGE"; test -f "$PISTACHIO_STANDIN_SCENARIO"'],
         capture_output=True, text=True, timeout=30,
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pistachio_infra.sandbox.image import PodImage
-from pistachio_infra.sandbox.podhost import PodHost, PodStartError, namespaces_work
+from pistachio_infra.sandbox.podhost import PodHost, PodStartError, namespaces_work, pod_user
 
 ISOLATIONS = ["namespace", "session"] if namespaces_work() else ["session"]
 
@@ -45,7 +45,7 @@ def free_port() -> int:
 
 def ssh_args(port: int, key: Path) -> list[str]:
     return ["ssh", "-i", str(key), "-p", str(port), "-o", "StrictHostKeyChecking=no", "-o",
-            "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "root@127.0.0.1"]
+            "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", f"{pod_user()}@127.0.0.1"]
 
 
 def ssh(port: int, key: Path, command: str, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -109,7 +109,7 @@ def test_sftp_moves_files_both_ways(pod_host, pod_key, tmp_path):
     batch.write_text(f"mkdir {ws}/in\nput {local} {ws}/in/up.bin\nget {ws}/down.txt {tmp_path}/down.txt\n")
     result = subprocess.run(["sftp", "-b", str(batch), "-i", str(pod_key), "-P", str(port), "-o",
                              "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-                             "root@127.0.0.1"], capture_output=True, text=True, timeout=30)
+                             f"{pod_user()}@127.0.0.1"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert (workspace / "in" / "up.bin").read_bytes() == local.read_bytes()
     assert (tmp_path / "down.txt").read_text() == "from the pod\n"

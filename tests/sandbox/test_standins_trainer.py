@@ -19,7 +19,7 @@ from safetensors import safe_open
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from pistachio_infra.sandbox.image import PodImage
-from pistachio_infra.sandbox.podhost import PodHost
+from pistachio_infra.sandbox.podhost import PodHost, pod_user
 from pistachio_infra.sandbox.standins import build_repos
 
 RUN_DIR = re.compile(r"^\d{8}_\d{2}-\d{2}-\d{2}$")
@@ -407,7 +407,7 @@ def test_whole_path_inside_a_pod(job, repos, pod_image, tmp_path):
         t0 = time.monotonic()
         result = subprocess.run(["ssh", "-i", str(key), "-p", str(port), "-o", "StrictHostKeyChecking=no", "-o",
                                  "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
-                                 "root@127.0.0.1", script], capture_output=True, text=True, timeout=180)
+                                 f"{pod_user()}@127.0.0.1", script], capture_output=True, text=True, timeout=180)
         assert result.returncode == 0, result.stdout + result.stderr
         assert result.stdout.rstrip().endswith("TRAINING COMPLETE!")
         assert time.monotonic() - t0 < 120
