@@ -9,17 +9,12 @@ import os
 import subprocess
 from pathlib import Path
 
+from helpers import CLI
+from helpers import POD_FAST_ENV as FAST_ENV
+
 from pistachio_infra.comfy.database import shipped_dir
 
-CLI = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "pistachio-infra")
-FAST_ENV = {
-    "PISTACHIO_POD_POLL_S": "0.2",
-    "PISTACHIO_POD_READY_TIMEOUT_S": "8",
-    "PISTACHIO_POD_TERMINATE_TIMEOUT_S": "20",
-    "PISTACHIO_POD_LOOKUP_S": "2",
-    "PISTACHIO_WATCHDOG_POLL_S": "0.5",
-    "PISTACHIO_WATCHDOG_HEARTBEAT_S": "0.5",
-}
+__all__ = ["FAST_ENV", "cli", "git", "make_pack", "manager_db", "model_files"]
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess:

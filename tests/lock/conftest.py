@@ -5,35 +5,22 @@ from __future__ import annotations
 import os
 import subprocess
 from contextlib import closing
-from pathlib import Path
 
 import pytest
+from helpers import CLI, POD_FAST_ENV, live_pods
 
-CLI = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "pistachio-infra")
-FAST_ENV = {
-    "PISTACHIO_POD_POLL_S": "0.2",
-    "PISTACHIO_POD_READY_TIMEOUT_S": "8",
-    "PISTACHIO_POD_TERMINATE_TIMEOUT_S": "20",
-    "PISTACHIO_POD_LOOKUP_S": "2",
-    "PISTACHIO_WATCHDOG_POLL_S": "0.5",
-    "PISTACHIO_WATCHDOG_HEARTBEAT_S": "0.5",
-    "PISTACHIO_WATCHDOG_RETRY_S": "3",
-}
+__all__ = ["cli", "connect_pod", "live_pods"]
 
 
 @pytest.fixture(autouse=True)
 def fast_pods(monkeypatch):
-    for name, value in FAST_ENV.items():
+    for name, value in POD_FAST_ENV.items():
         monkeypatch.setenv(name, value)
 
 
 def cli(*args: str, input: str | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "250"}  # rich tables: no wrapping
     return subprocess.run([CLI, *args], capture_output=True, text=True, input=input, timeout=timeout, env=env)
-
-
-def live_pods(admin) -> list[dict]:
-    return [p for p in admin.pods() if p.get("status") != "TERMINATED"]
 
 
 def connect_pod(name: str):

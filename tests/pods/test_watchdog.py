@@ -101,7 +101,7 @@ def test_sigkilled_client_after_up_leaves_the_watchdog_to_terminate_the_pod(sand
     proc.wait(timeout=10)
     killed_at = time.time()
     (pod,) = live_pods(sandbox_admin)
-    wait_until(lambda: gone(sandbox_admin, pod["id"]), 60, "the watchdog to terminate the orphaned pod", 0.5)
+    wait_until(lambda: gone(sandbox_admin, pod["id"]), 60, "the watchdog to terminate the orphaned pod", interval=0.5)
     terminated = next(p for p in sandbox_admin.pods() if p["id"] == pod["id"])
     assert terminated["terminated_at"] >= killed_at  # it was running when the client died
     with closing(Store()) as store:

@@ -1,0 +1,66 @@
+"""Helpers shared by the test folders that drive pods in the sandbox (fixtures themselves live in conftest.py files).
+
+Importable as `helpers` from any test module: pytest puts tests/ on sys.path for tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+CLI = str(Path(sys.executable).with_name("pistachio-infra"))
+
+# Pod lifecycle and watchdog timings in seconds instead of minutes (tests/pods, tests/lock, tests/comfy).
+POD_FAST_ENV = {
+    "PISTACHIO_POD_POLL_S": "0.2",
+    "PISTACHIO_POD_READY_TIMEOUT_S": "8",
+    "PISTACHIO_POD_TERMINATE_TIMEOUT_S": "20",
+    "PISTACHIO_POD_LOOKUP_S": "2",
+    "PISTACHIO_WATCHDOG_POLL_S": "0.5",
+    "PISTACHIO_WATCHDOG_HEARTBEAT_S": "0.5",
+    "PISTACHIO_WATCHDOG_RETRY_S": "3",
+}
+
+# The same for whole training runs (tests/pipeline, tests/campaign): longer boots, a slower watchdog, fast training.
+PIPELINE_FAST_ENV = {
+    "PISTACHIO_POD_POLL_S": "0.2",
+    "PISTACHIO_POD_READY_TIMEOUT_S": "20",
+    "PISTACHIO_POD_TERMINATE_TIMEOUT_S": "20",
+    "PISTACHIO_POD_LOOKUP_S": "2",
+    "PISTACHIO_WATCHDOG_POLL_S": "1",
+    "PISTACHIO_WATCHDOG_HEARTBEAT_S": "1",
+    "PISTACHIO_WATCHDOG_RETRY_S": "3",
+    "PISTACHIO_TRAIN_POLL_S": "0.2",
+    "PISTACHIO_TRAIN_SYNC_S": "0.5",
+    "PISTACHIO_RECONNECT_S": "30",
+}
+
+
+def live_pods(admin) -> list[dict]:  # type: ignore[no-untyped-def]
+    """Pods the sandbox still bills for (anything not TERMINATED)."""
+    return [p for p in admin.pods() if p.get("status") != "TERMINATED"]
+
+
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float,
+    what: str,
+    proc: subprocess.Popen | None = None,
+    *,
+    interval: float = 0.2,
+) -> Any:
+    """Poll `predicate` until it is truthy and return its value; fail on timeout, or when `proc` ends first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the CLI ended (exit {proc.returncode}) before {what}:\n{proc.stdout.read()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
