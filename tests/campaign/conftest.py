@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import CLI, PIPELINE_FAST_ENV, live_pods, wait_until
 
-CLI = str(Path(sys.executable).with_name("pistachio-infra"))
-FAST_ENV = {
-    "PISTACHIO_POD_POLL_S": "0.2",
-    "PISTACHIO_POD_READY_TIMEOUT_S": "20",
-    "PISTACHIO_POD_TERMINATE_TIMEOUT_S": "20",
-    "PISTACHIO_POD_LOOKUP_S": "2",
-    "PISTACHIO_WATCHDOG_POLL_S": "1",
-    "PISTACHIO_WATCHDOG_HEARTBEAT_S": "1",
-    "PISTACHIO_WATCHDOG_RETRY_S": "3",
-    "PISTACHIO_TRAIN_POLL_S": "0.2",
-    "PISTACHIO_TRAIN_SYNC_S": "0.5",
-    "PISTACHIO_RECONNECT_S": "30",
-    "PISTACHIO_CAMPAIGN_POLL_S": "0.3",
-    "PISTACHIO_CAMPAIGN_STOP_GRACE_S": "30",
-}
+__all__ = ["cli", "live_pods", "max_overlap", "start_cli", "wait_until", "write_campaign"]
+
+FAST_ENV = {**PIPELINE_FAST_ENV, "PISTACHIO_CAMPAIGN_POLL_S": "0.3", "PISTACHIO_CAMPAIGN_STOP_GRACE_S": "30"}
 
 
 @pytest.fixture(autouse=True)
@@ -65,10 +53,6 @@ def cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> 
 def start_cli(*args: str) -> subprocess.Popen:
     return subprocess.Popen([CLI, "--sandbox", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "COLUMNS": "160"}, start_new_session=True)
-
-
-def live_pods(admin) -> list[dict]:  # type: ignore[no-untyped-def]
-    return [p for p in admin.pods() if p.get("status") != "TERMINATED"]
 
 
 def max_overlap(admin) -> int:  # type: ignore[no-untyped-def]

@@ -6,27 +6,13 @@ from __future__ import annotations
 import csv
 import os
 import signal
-import time
 
 import pytest
 
-from .conftest import cli, live_pods, max_overlap, start_cli, write_campaign
+from .conftest import cli, live_pods, max_overlap, start_cli, wait_until, write_campaign
 
 pytestmark = pytest.mark.slow
 SLOW_TRAINER = {"standin": {"trainer": {"seconds_per_step": 1.5}}}
-
-
-def _wait(predicate, timeout: float, what: str, proc=None):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the CLI ended (exit {proc.returncode}) before {what}:\n{proc.stdout.read()}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def test_four_jobs_complete_two_at_a_time_under_budget_and_the_ledger_matches_billing(sandbox, sandbox_admin,
@@ -123,11 +109,11 @@ def test_sigkilled_client_pods_end_by_watchdog_within_budget_and_a_rerun_resumes
         finally:
             store.close()
 
-    _wait(training, 120, "both jobs training", proc)
+    wait_until(training, 120, "both jobs training", proc)
     os.killpg(proc.pid, signal.SIGKILL)  # the executor and its workers: no teardown runs
     proc.communicate(timeout=30)
     assert len(live_pods(admin)) == 2
-    _wait(lambda: not live_pods(admin), 150, "the watchdogs to terminate both pods")
+    wait_until(lambda: not live_pods(admin), 150, "the watchdogs to terminate both pods")
     assert sum(admin.billing().values()) <= budget
 
     camp.write_text(camp.read_text().replace(f"budget_usd = {budget}", "budget_usd = 1.0"))
