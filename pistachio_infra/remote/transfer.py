@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import paramiko
 
-from .channel import EVAL_STDIN, close_quietly, collect, reason
+from .channel import EVAL_STDIN, ExecResult, close_quietly, collect, reason
 from .errors import RemoteCommandError, SshConnectionLostError, TransferError
 from .progress import byte_progress
 
@@ -165,13 +165,7 @@ def put_tree(
             raise _lost(remote, exc) from exc
         finally:
             close_quietly(chan)
-        if result.exit_code != 0:
-            raise RemoteCommandError(
-                pod_id=remote.pod_id,
-                command=f"tar -x into {base}",
-                exit_code=result.exit_code,
-                stderr_tail=result.stderr.decode("utf-8", "replace")[-1500:],
-            )
+        _check_tar(remote, result, f"tar -x into {base}")
         received = remote.sha256([f"{base}/{rel}" for rel in changed])
         bad = [rel for rel in changed if received.get(f"{base}/{rel}") != manifest[rel][0]]
         if bad:
@@ -220,6 +214,17 @@ def _lost(remote: Remote, exc: BaseException) -> SshConnectionLostError:
         f"the SSH connection to pod {remote.pod_id} dropped during a transfer: {reason(exc)}",
         "run it again: files that arrived intact are not sent twice",
     )
+
+
+def _check_tar(remote: Remote, result: ExecResult, command: str) -> None:
+    """Raise RemoteCommandError when the pod's side of a tar stream failed."""
+    if result.exit_code != 0:
+        raise RemoteCommandError(
+            pod_id=remote.pod_id,
+            command=command,
+            exit_code=result.exit_code,
+            stderr_tail=result.stderr.decode("utf-8", "replace")[-1500:],
+        )
 
 
 def _same_file(path: Path, digest: str) -> bool:
@@ -318,13 +323,7 @@ def get_tree(
             raise _lost(remote, exc) from exc
         finally:
             close_quietly(chan)
-        if result.exit_code != 0:
-            raise RemoteCommandError(
-                pod_id=remote.pod_id,
-                command=f"tar -c of {len(needed)} file(s) under {base}",
-                exit_code=result.exit_code,
-                stderr_tail=result.stderr.decode("utf-8", "replace")[-1500:],
-            )
+        _check_tar(remote, result, f"tar -c of {len(needed)} file(s) under {base}")
     return TransferStats(
         files=len(wanted),
         sent=len(needed),
