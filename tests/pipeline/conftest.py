@@ -7,33 +7,18 @@ import itertools
 import os
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import CLI, PIPELINE_FAST_ENV
 
-CLI = str(Path(sys.executable).with_name("pistachio-infra"))
-FAST_ENV = {
-    "PISTACHIO_POD_POLL_S": "0.2",
-    "PISTACHIO_POD_READY_TIMEOUT_S": "20",
-    "PISTACHIO_POD_TERMINATE_TIMEOUT_S": "20",
-    "PISTACHIO_POD_LOOKUP_S": "2",
-    "PISTACHIO_WATCHDOG_POLL_S": "1",
-    "PISTACHIO_WATCHDOG_HEARTBEAT_S": "1",
-    "PISTACHIO_WATCHDOG_RETRY_S": "3",
-    "PISTACHIO_TRAIN_POLL_S": "0.2",
-    "PISTACHIO_TRAIN_SYNC_S": "0.5",
-    "PISTACHIO_RECONNECT_S": "30",
-}
 FAKE_SECRETS = {"WANDB_API_KEY": "0123456789abcdef0123456789abcdef01234567", "HF_TOKEN": "hf_" + "x" * 34}
 
 
 @pytest.fixture(autouse=True)
 def fast_pipeline(monkeypatch):
-    for name, value in FAST_ENV.items():
+    for name, value in PIPELINE_FAST_ENV.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("PISTACHIO_PAUSE_AT", raising=False)
 
@@ -69,19 +54,6 @@ def kill(proc: subprocess.Popen) -> str:
     os.kill(proc.pid, signal.SIGKILL)
     out, _ = proc.communicate(timeout=30)
     return out
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, proc: subprocess.Popen | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the CLI ended (exit {proc.returncode}) before {what}:\n{proc.stdout.read()}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 class RunState:
@@ -134,10 +106,6 @@ class RunState:
 @pytest.fixture
 def state() -> RunState:
     return RunState()
-
-
-def live_pods(admin) -> list[dict]:  # type: ignore[no-untyped-def]
-    return [p for p in admin.pods() if p.get("status") != "TERMINATED"]
 
 
 def one_pod_at_a_time(admin) -> None:  # type: ignore[no-untyped-def]

@@ -4,8 +4,9 @@ an SSH drop during training, and preemption of an interruptible pod during train
 from __future__ import annotations
 
 import pytest
+from helpers import live_pods, wait_until
 
-from .conftest import cli, kill, live_pods, one_pod_at_a_time, start_cli, wait_until, write_project
+from .conftest import cli, kill, one_pod_at_a_time, start_cli, write_project
 
 pytestmark = pytest.mark.slow
 

@@ -6,17 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import live_pods, wait_until
 
-from .conftest import (
-    FAKE_SECRETS,
-    cli,
-    files_containing,
-    kill,
-    live_pods,
-    start_cli,
-    wait_until,
-    write_project,
-)
+from .conftest import FAKE_SECRETS, cli, files_containing, kill, start_cli, write_project
 
 pytestmark = pytest.mark.slow
 
