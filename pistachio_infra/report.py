@@ -17,6 +17,7 @@ from typing import Any
 
 from .credentials import known_secrets, redact
 from .errors import PistachioError
+from .money import signed_usd, usd
 from .selection import Selection, plot_selection
 
 STAMP_FORMAT = "%Y%m%d_%H-%M-%S"
@@ -113,11 +114,7 @@ def _copy_captions(source: Path, dest: Path, trigger: str) -> CaptionSummary:
 
 
 def _money(value: float | None) -> str:
-    return "—" if value is None else f"${value:.2f}"
-
-
-def _signed_money(value: float) -> str:
-    return f"{'+' if value >= 0 else '−'}${abs(value):.2f}"
+    return "—" if value is None else usd(value)
 
 
 def _duration(seconds: float) -> str:
@@ -170,7 +167,8 @@ def _markdown(data: ReportData, configs: list[str], captions: CaptionSummary | N
 
     out += ["", "## Cost", "", "| estimated | billed | difference |", "|---:|---:|---:|"]
     diff = (
-        _signed_money(data.cost_billed_usd - data.cost_estimated_usd)
+        signed_usd(data.cost_billed_usd - data.cost_estimated_usd,
+                   like=max(data.cost_billed_usd, data.cost_estimated_usd))
         if data.cost_billed_usd is not None and data.cost_estimated_usd is not None
         else "—"
     )

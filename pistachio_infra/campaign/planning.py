@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError, PistachioError
+from ..money import usd
 from .costmodel import JobDemand, Timings, demand_for, timings_for
 from .planner import Plan, PlanOffer, plan, plan_offers
 from .spec import Campaign
@@ -163,11 +164,6 @@ def plan_summary(ctx: PlanContext) -> list[str]:
     if not p.exact:
         lines.append("search stopped at its node limit: the plan is the best found, not proven optimal")
     return lines
-
-
-def usd(x: float) -> str:
-    """Dollars: cents from $1 up, four decimals below (sandbox runs cost fractions of a cent)."""
-    return f"${x:.2f}" if abs(x) >= 1 else f"${x:.4f}"
 
 
 def _hours(h: float) -> str:

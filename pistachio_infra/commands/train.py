@@ -53,8 +53,10 @@ def _console() -> Any:
 
 
 def show_result(console: Any, result: Any) -> None:
+    from ..money import usd
+
     console.print()
     console.print(f"[bold green]done[/bold green]: step {result.step} ({result.verdict}), "
-                  f"billed ${result.billed_usd:.2f}")
+                  f"billed {usd(result.billed_usd)}")
     console.print(f"  report  {result.report}")
     console.print(f"  LoRA    {result.installed or result.lora}")

@@ -28,6 +28,7 @@ from typing import Any
 
 from ..credentials import get_secret, redact
 from ..errors import PistachioError
+from ..money import usd
 from ..render import RenderedConfigs
 from ..selection import CHECKPOINT_DIR_RE, LORA_FILE
 from .context import RunContext
@@ -326,7 +327,7 @@ def follow(ctx: RunContext, rendered: RenderedConfigs, run: str | None) -> tuple
                 task, completed=progress.step, total=progress.total or None, epoch=progress.epoch,
                 loss=fmt.format(progress.loss) if progress.loss is not None and math.isfinite(progress.loss) else "—",
                 eval=fmt.format(progress.eval_loss) if progress.eval_loss is not None else "—",
-                cost=f"{_spent(ctx):.2f}",
+                cost=usd(_spent(ctx)).lstrip("$"),
             )
             if not status.running and not data:
                 exit_code = status.exit_code
