@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -82,6 +83,14 @@ class BaseModelManifest(BaseModel):
     min_system_ram_gb: int | None = None
     hf_snapshot: bool = False
     files: tuple[ModelFile, ...] = ()
+
+
+@dataclass(frozen=True)
+class RepoPin:
+    """Where to clone a repo from and the commit to check out (an override of data/sources.toml)."""
+
+    url: str
+    commit: str
 
 
 class RepoSource(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from .catalog import RepoPin
 from .credentials import get_secret
 
 RUNPOD_REST_URL = "https://api.runpod.io/v2"
@@ -17,12 +18,6 @@ HF_ENDPOINT = "https://huggingface.co"
 # where a pod's exposed `N/http` port answers: RunPod's HTTPS proxy (needs no public port)
 RUNPOD_HTTP_URL = "https://{pod_id}-{private_port}.proxy.runpod.net"
 SANDBOX_HTTP_URL = "http://127.0.0.1:{public_port}"
-
-
-@dataclass(frozen=True)
-class RepoPin:
-    url: str
-    commit: str
 
 
 @dataclass(frozen=True)

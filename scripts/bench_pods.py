@@ -31,12 +31,12 @@ def main() -> int:
 
     from pistachio_infra.endpoints import resolve_cloud
     from pistachio_infra.pods import PodLifecycle, PodSpec
+    from pistachio_infra.pods.session import pod_session
+    from pistachio_infra.pods.sshkeys import public_key
+    from pistachio_infra.pods.watchdog import WatchdogPolicy
     from pistachio_infra.runpod import connect
     from pistachio_infra.sandbox import control
-    from pistachio_infra.sshkeys import public_key
     from pistachio_infra.state import Store
-    from pistachio_infra.teardown import pod_session
-    from pistachio_infra.watchdog import WatchdogPolicy
 
     info = control.start(home / "sandbox")
     admin = control.Admin(info)

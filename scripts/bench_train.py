@@ -37,7 +37,7 @@ IMAGES = 24
 def _project(root: Path, name: str, epochs: int) -> Path:
     import tomlkit
 
-    from pistachio_infra.demo_data import generate_dataset
+    from pistachio_infra.dataset.demo import generate_dataset
 
     if not (root / "images").is_dir():
         generate_dataset(root / "images", IMAGES)
@@ -52,8 +52,8 @@ def _project(root: Path, name: str, epochs: int) -> Path:
 def _run(project_path: Path, job: str, volume: tuple[str, str]):  # type: ignore[no-untyped-def]
     from rich.console import Console
 
-    from pistachio_infra.jobs import TrainRequest, run_training
-    from pistachio_infra.spec import load_project
+    from pistachio_infra.config.project import load_project
+    from pistachio_infra.pipeline.driver import TrainRequest, run_training
 
     project = load_project(project_path)
     request = TrainRequest(job=project.job(job), project=project, base_dir=project_path.parent,
@@ -75,8 +75,8 @@ def main() -> int:
     from pistachio_infra.endpoints import resolve_cloud
     from pistachio_infra.runpod import connect
     from pistachio_infra.sandbox import control
+    from pistachio_infra.selection.tbevents import event_files
     from pistachio_infra.state import Store
-    from pistachio_infra.tbevents import event_files
 
     scenario = home / "scenario.toml"
     scenario.write_text(f"[standin.trainer]\nseconds_per_step = {args.seconds_per_step}\n")

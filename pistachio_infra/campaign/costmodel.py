@@ -156,8 +156,8 @@ class JobDemand:
 def demand_for(job: Any, classes: tuple[str, ...], data_centers: tuple[str, ...] = ()) -> JobDemand:
     """Read the dataset (free, local) and size the job: steps from the checkpoint cadence, images to caption."""
     from ..catalog import EFFECTIVE_BATCH
-    from ..dataset import preflight
-    from ..render import cadence_for
+    from ..config.render import cadence_for
+    from ..dataset.scan import preflight
 
     report = preflight(job.dataset, job.trigger, job.seed, job.eval_split)
     usable = report.usable

@@ -8,8 +8,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config.project import CampaignSettings, Job, Project, _read_toml, _validate
 from ..errors import ConfigError
-from ..spec import CampaignSettings, Job, Project, _read_toml, _validate
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,8 @@ def ensure_sample_datasets(campaign: Campaign, images: int = 16) -> list[Path]:
     (deterministic per job). Returns the folders written."""
     if not campaign.settings.sample_datasets:
         return []
-    from ..dataset import image_files
-    from ..demo_data import CHARACTERS, generate_dataset
+    from ..dataset.demo import CHARACTERS, generate_dataset
+    from ..dataset.scan import image_files
 
     written = []
     for index, job in enumerate(campaign.jobs):

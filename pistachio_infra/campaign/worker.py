@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
     from rich.console import Console
 
     from ..errors import PistachioError
-    from ..jobs import TrainRequest, run_training
+    from ..pipeline.driver import TrainRequest, run_training
     from ..signals import interruptible
     from .spec import load_campaign
 

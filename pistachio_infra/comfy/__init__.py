@@ -10,4 +10,6 @@ target.py     a local ComfyUI folder or one on a pod; ComfyUI as the pod's "comf
 agent.py      runs next to ComfyUI: inventory, clone + requirements, resumable sha256-checked downloads
 install.py    apply a plan with progress, then restart ComfyUI
 resolve.py    resolve_workflow(): file -> plan in one call
-"""
+loras.py      install a harvested LoRA into models/loras (local folder, SFTP host, the env stack's ComfyUI pod)
+
+May import: catalog, errors, paths, pods, remote, stacks, state. Never pipeline or commands."""

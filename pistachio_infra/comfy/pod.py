@@ -123,8 +123,8 @@ def prepare(
     """Make `session`'s pod a running ComfyUI: bootstrap (role comfyui), LoRAs, the workflow's packs and models,
     ComfyUI started as the "comfyui" job, its URL answering. Idempotent: a rerun on the same workspace (a network
     volume) skips what is there."""
-    from ..bootstrap import bootstrap
     from ..catalog import sources
+    from ..pods.bootstrap import bootstrap
     from .target import start_comfyui
 
     say = say or (lambda _msg: None)

@@ -92,7 +92,7 @@ class PodTarget:
         return f"{self.state}/agent.py"
 
     def _write(self, files: dict[str, str]) -> None:
-        from ..pod_templates import write_files
+        from ..pods.scripts import write_files
 
         if not self._agent_written:
             files = {self.agent_path: Path(agent.__file__).read_text(), **files}
@@ -145,7 +145,7 @@ def start_comfyui(
     timeout: float = 120,
 ) -> None:
     """Start ComfyUI (`main.py --listen 0.0.0.0 --port PORT`) as the pod's "comfyui" job and wait for its HTTP."""
-    from ..pod_templates import write_files
+    from ..pods.scripts import write_files
 
     launcher, meta = _launcher_paths(remote)
     script = (

@@ -43,9 +43,9 @@ def _pod_target(pod: str, comfy_dir: str | None, cloud: Any) -> tuple[Any, Any]:
     from ..comfy.target import PodTarget
     from ..errors import ConfigError
     from ..pods.lifecycle import ReadyPod
+    from ..pods.session import connect_remote
     from ..runpod import connect
     from ..state import Store
-    from ..teardown import connect_remote
 
     api, store = connect(cloud), Store()
     rec = store.pod(pod)

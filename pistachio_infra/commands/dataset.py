@@ -25,7 +25,7 @@ def check(folder: Path, trigger: str | None, seed: int, eval_fraction: float, ma
     """Decode every image, check formats, count, sizes, duplicates, captions and the trigger word; show the split."""
     from rich.console import Console
 
-    from ..dataset import raise_if_refused, scan_dataset
+    from ..dataset.scan import raise_if_refused, scan_dataset
 
     report = scan_dataset(folder, trigger=trigger, seed=seed, eval_fraction=eval_fraction)
     console = Console(highlight=False, soft_wrap=True)

@@ -41,10 +41,10 @@ def demo(images: int, epochs: int, keep_sandbox: bool, restart: bool) -> None:
         os.environ["PISTACHIO_HOME"] = str(state_dir() / "demo")
     os.environ["PISTACHIO_SANDBOX"] = "1"
 
-    from ..demo_data import generate_dataset
-    from ..jobs import TrainRequest, run_training
+    from ..config.project import load_project
+    from ..dataset.demo import generate_dataset
+    from ..pipeline.driver import TrainRequest, run_training
     from ..sandbox import control
-    from ..spec import load_project
     from .train import show_result
 
     console = Console(highlight=False)

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from ..drift import DriftReport
     from ..endpoints import Cloud
-    from ..lockfile import Lock
+    from ..lock.drift import DriftReport
+    from ..lock.lockfile import Lock
 
 LOCK_WATCHDOG_HOURS = 1.0  # a pod rented only to read its package set
 
@@ -62,11 +62,11 @@ def _show(console: Any, report: DriftReport, *, title: str, show_all: bool, old:
 
 def _freeze_by_renting(cloud: Cloud, gpu: tuple[str, ...], console: Any) -> Any:
     """A freeze function that rents a pod, bootstraps it at the lock's commits, reads it and terminates it."""
+    from ..lock.rebuild import bootstrap_for_lock, freeze_from
     from ..pods import PodSpec
-    from ..rebuild import bootstrap_for_lock, freeze_from
-    from ..sshkeys import public_key
-    from ..teardown import pod_session
-    from ..watchdog import WatchdogPolicy
+    from ..pods.session import pod_session
+    from ..pods.sshkeys import public_key
+    from ..pods.watchdog import WatchdogPolicy
 
     classes = _classes(gpu)
 
@@ -84,7 +84,7 @@ def _freeze_by_renting(cloud: Cloud, gpu: tuple[str, ...], console: Any) -> Any:
 
 def _freeze_from_pod(pod: str) -> Any:
     def freeze(lock: Lock) -> Lock:
-        from ..rebuild import freeze_from
+        from ..lock.rebuild import freeze_from
 
         with _pod_remote(pod) as (remote, _image):
             return freeze_from(remote, lock)
@@ -101,7 +101,7 @@ class _pod_remote:
     def __enter__(self) -> tuple[Any, str | None]:
         from ..errors import ConfigError
         from ..pods.lifecycle import ReadyPod
-        from ..teardown import connect_remote
+        from ..pods.session import connect_remote
         from .pods import _find, _open
 
         _cloud, api, self.store = _open()
@@ -147,11 +147,11 @@ def lock(sandbox: bool, out: Path, check_pod: str | None, upgrade: str | None, y
     pistachio-infra lock --upgrade models       show what a newer model revision changes, then write
     pistachio-infra rebuild                     a pod exactly as the lock says
     """
-    from ..bootstrap import DEFAULT_MODELS
     from ..catalog import base_model
     from ..endpoints import resolve_cloud
     from ..errors import ConfigError
-    from ..lockfile import load_lock, write_lock
+    from ..lock.lockfile import load_lock, write_lock
+    from ..pods.bootstrap import DEFAULT_MODELS
 
     _use_sandbox(sandbox)
     console = _console()
@@ -162,8 +162,8 @@ def lock(sandbox: bool, out: Path, check_pod: str | None, upgrade: str | None, y
     _classes(gpu)  # unknown classes are refused before anything else
 
     if check_pod:
-        from ..rebuild import check_cloud
-        from ..rebuild import check_pod as check
+        from ..lock.rebuild import check_cloud
+        from ..lock.rebuild import check_pod as check
 
         pinned = load_lock(out)
         cloud = resolve_cloud()
@@ -177,8 +177,8 @@ def lock(sandbox: bool, out: Path, check_pod: str | None, upgrade: str | None, y
         console.print(f"[yellow]drift[/yellow]: {len(report.drifted)} item(s) of pod {check_pod} differ from {out}")
         raise SystemExit(1)
 
-    from ..drift import compare_locks
-    from ..rebuild import check_cloud, new_lock, upgrade_parts, upgraded_lock
+    from ..lock.drift import compare_locks
+    from ..lock.rebuild import check_cloud, new_lock, upgrade_parts, upgraded_lock
 
     if out.exists() and upgrade is None:
         raise ConfigError(f"{out} already exists",
@@ -234,12 +234,12 @@ def rebuild(sandbox: bool, lock_path: Path, gpu: tuple[str, ...], max_hours: flo
     their pinned revisions checked against their sha256; then verify that nothing differs."""
     from ..endpoints import resolve_cloud
     from ..errors import ConfigError
-    from ..lockfile import load_lock
+    from ..lock.lockfile import load_lock
+    from ..lock.rebuild import bootstrap_from_lock, check_cloud
     from ..pods import PodSpec
-    from ..rebuild import bootstrap_from_lock, check_cloud
-    from ..sshkeys import public_key
-    from ..teardown import pod_session
-    from ..watchdog import WatchdogPolicy
+    from ..pods.session import pod_session
+    from ..pods.sshkeys import public_key
+    from ..pods.watchdog import WatchdogPolicy
 
     _use_sandbox(sandbox)
     console = _console()

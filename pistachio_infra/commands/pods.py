@@ -117,14 +117,14 @@ def up(
     terminates it: at --max-hours, or --idle-minutes after the last client/login (a running ComfyUI counts as a
     running job, so a ComfyUI pod lasts until --max-hours or `down`).
     """
-    from ..bootstrap import DEFAULT_MODELS
     from ..catalog import base_model, gpu_class
     from ..comfy.pod import COMFY_PORT
     from ..errors import ConfigError
     from ..pods import PodSpec
-    from ..sshkeys import public_key
-    from ..teardown import pod_session
-    from ..watchdog import WatchdogPolicy
+    from ..pods.bootstrap import DEFAULT_MODELS
+    from ..pods.session import pod_session
+    from ..pods.sshkeys import public_key
+    from ..pods.watchdog import WatchdogPolicy
 
     classes = tuple(dict.fromkeys(gpu_class(n).name for n in (gpu, *gpu_fallback)))
     if max_hours <= 0:
@@ -146,7 +146,7 @@ def up(
     if comfyui:
         from ..comfy.pod import harvested_loras
         from ..comfy.workflow import load_workflow
-        from ..spec import find_project
+        from ..config.project import find_project
 
         if workflow:
             load_workflow(workflow)  # a broken file is refused here, before anything costs money
@@ -382,7 +382,7 @@ def ssh(pod: str, command: tuple[str, ...], print_only: bool) -> None:
     from ..errors import ConfigError, MissingToolError
     from ..paths import ssh_key_path
     from ..pods.lifecycle import ReadyPod
-    from ..teardown import connect_remote
+    from ..pods.session import connect_remote
 
     _cloud, api, store = _open()
     rec, live = _find(store, api, pod)
@@ -418,8 +418,8 @@ def logs(pod: str, job_name: str | None, watchdog: bool, follow: bool) -> None:
 
     from ..errors import ConfigError
     from ..pods.lifecycle import ReadyPod
-    from ..teardown import connect_remote
-    from ..watchdog import files_for
+    from ..pods.session import connect_remote
+    from ..pods.watchdog import files_for
 
     _cloud, api, store = _open()
     rec, live = _find(store, api, pod)

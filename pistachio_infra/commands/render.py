@@ -29,10 +29,10 @@ def render(
     import shlex
 
     from ..catalog import gpu_class
+    from ..config.project import find_project, resolve_job
+    from ..config.render import render_job, write_rendered
     from ..errors import ConfigError
-    from ..layout import WorkspaceLayout
-    from ..render import render_job, write_rendered
-    from ..spec import find_project, resolve_job
+    from ..pods.layout import WorkspaceLayout
 
     spec = resolve_job(find_project(project_path), job)
     if gpu_name is None:

@@ -28,7 +28,7 @@ def select(run_dir: Path, eval_name: str | None, tolerance: float, plot_path: Pa
     from rich.console import Console
     from rich.table import Table
 
-    from ..selection import plot_selection, select_checkpoint
+    from ..selection.choose import plot_selection, select_checkpoint
 
     sel = select_checkpoint(run_dir, eval_name=eval_name, tolerance=tolerance)
     console = Console(highlight=False)

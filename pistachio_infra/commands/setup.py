@@ -21,9 +21,9 @@ import click
 @click.option("--force", is_flag=True, help="Overwrite an existing pistachio.toml.")
 def init(toml_path: Path, name: str | None, force: bool) -> None:
     """Write a commented pistachio.toml and create the pod SSH key (ed25519, 0600)."""
+    from ..config.render import render_template
     from ..paths import ssh_key_path
-    from ..render import render_template
-    from ..sshkeys import ensure_key_pair
+    from ..pods.sshkeys import ensure_key_pair
 
     if toml_path.exists() and not force:
         click.echo(f"kept {toml_path} (exists; --force overwrites it)")

@@ -1,4 +1,4 @@
-"""`train JOB`: images in, a LoRA installed in ComfyUI out, the pod torn down; resumable (jobs.py)."""
+"""`train JOB`: images in, a LoRA installed in ComfyUI out, the pod torn down; resumable (pipeline/driver.py)."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ def train(job: str, project_path: Path | None, restart: bool, recaption: bool, g
     preflight → provision → bootstrap → upload → caption → split → render → train → select → harvest → install
     Rerun the same command after an interruption to continue where it stopped.
     """
-    from ..jobs import TrainRequest, run_training
-    from ..spec import find_project, resolve_job
+    from ..config.project import find_project, resolve_job
+    from ..pipeline.driver import TrainRequest, run_training
 
     project = find_project(project_path)
     spec = resolve_job(project, job)

@@ -17,11 +17,11 @@ import shlex
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..bootstrap import joycaption_python
-from ..dataset import MIN_IMAGES
+from ..config.render import RenderedConfigs, joycaption_argv
+from ..dataset.scan import MIN_IMAGES
 from ..errors import PistachioError
-from ..pod_templates import write_text_command
-from ..render import RenderedConfigs, joycaption_argv
+from ..pods.bootstrap import joycaption_python
+from ..pods.scripts import write_text_command
 from .context import RunContext
 
 DROP_FRACTION = 0.25

@@ -7,10 +7,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..dataset import DatasetReport
+from ..config.project import Job, Project
+from ..dataset.scan import DatasetReport
 from ..endpoints import Cloud
-from ..layout import JobLayout, WorkspaceLayout
-from ..spec import Job, Project
+from ..pods.layout import JobLayout, WorkspaceLayout
 from ..state import Store
 from .stages import Stages
 

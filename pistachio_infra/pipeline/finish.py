@@ -47,8 +47,8 @@ def environment_lock(ctx: RunContext) -> dict[str, Any]:
 
 
 def write_run_report(ctx: RunContext, billed_usd: float | None) -> Path:
-    from ..report import ReportData, report_dir, write_report
     from .harvest import selection
+    from .report import ReportData, report_dir, write_report
 
     sel = selection(ctx) if ctx.stages.is_done("train") else None
     installed = ctx.stages.result("install").get("installed") or ctx.stages.result("harvest").get("path")

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PistachioError
-from ..layout import EVAL_NAME
-from ..selection import LORA_FILE, Selection, select_checkpoint
+from ..pods.layout import EVAL_NAME
+from ..selection.choose import LORA_FILE, Selection, select_checkpoint
 from .context import RunContext
 
 CONFIG_FILE = "adapter_config.json"
@@ -95,7 +95,7 @@ def mirrored(ctx: RunContext) -> bool:
 
 
 def install(ctx: RunContext) -> dict[str, Any]:
-    from ..comfyui_install import install_lora
+    from ..comfy.loras import install_lora
 
     lora = Path(ctx.stages.result("harvest")["path"])
     target = ctx.project.project.comfyui_loras_dir if ctx.project is not None else None

@@ -6,9 +6,9 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from ..dataset import split_names
-from ..pod_templates import write_files
-from ..render import RenderedConfigs, render_job, write_rendered
+from ..config.render import RenderedConfigs, render_job, write_rendered
+from ..dataset.scan import split_names
+from ..pods.scripts import write_files
 from .context import RunContext
 
 

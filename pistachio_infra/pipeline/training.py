@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config.render import RenderedConfigs
 from ..credentials import get_secret, redact
 from ..errors import PistachioError
 from ..money import usd
-from ..render import RenderedConfigs
-from ..selection import CHECKPOINT_DIR_RE, LORA_FILE
+from ..selection.choose import CHECKPOINT_DIR_RE, LORA_FILE
 from .context import RunContext
 
 TRAIN_JOB = "train"
@@ -147,7 +147,7 @@ def sync(ctx: RunContext, run: str, *, full: bool) -> None:
 
 
 def _last_eval(ctx: RunContext, run: str, eval_name: str) -> float | None:
-    from ..tbevents import read_scalars
+    from ..selection.tbevents import read_scalars
 
     try:
         series = read_scalars(ctx.mirror_dir / run).series(f"{eval_name}/loss")
@@ -180,7 +180,7 @@ def _push_checkpoint(ctx: RunContext, run: str) -> bool:
 
 
 def _launch(ctx: RunContext, rendered: RenderedConfigs, run: str | None) -> str | None:
-    from ..watchdog import clear_job_markers
+    from ..pods.watchdog import clear_job_markers
 
     remote = ctx.remote
     resume = None
@@ -341,7 +341,7 @@ def follow(ctx: RunContext, rendered: RenderedConfigs, run: str | None) -> tuple
 
 
 def train(ctx: RunContext, rendered: RenderedConfigs) -> dict[str, Any]:
-    from ..watchdog import mark_job_finished
+    from ..pods.watchdog import mark_job_finished
 
     run = _recorded_run(ctx)
     job = ctx.remote.job(TRAIN_JOB)

@@ -7,7 +7,8 @@
         code = pod.follow("train", on_output=print)
 
 Names are resolved lazily so that importing the errors does not import fabric/paramiko.
-"""
+
+May import: credentials, errors, state. Nothing about pods, RunPod or the pipeline: it is plain SSH."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The RunPod port (`port.py`) and its adapters (`rest_v2.py`, `graphql.py`). Use `connect()` to get one.
 
 Kept light: the adapters (httpx, the runpod SDK) are imported only when `connect()` is called.
-"""
+
+May import: errors only (and endpoints for types). Knows nothing of pods' contents, the pipeline or the sandbox."""
 
 from __future__ import annotations
 

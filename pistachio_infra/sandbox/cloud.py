@@ -26,7 +26,7 @@ from .catalog import GpuOffer, cuda_key, load_catalog
 from .faults import Fault, FaultBook
 from .ratelimit import RateLimiter
 from .scenario import Scenario, write_standin_knobs
-from .store import ACTIVE, PodRecord, Store, TemplateRecord, VolumeRecord
+from .store import ACTIVE, PodRecord, SandboxStore, TemplateRecord, VolumeRecord
 
 log = logging.getLogger("pistachio.sandbox")
 
@@ -109,7 +109,7 @@ class PodHostLike(Protocol):
 
 
 @dataclass
-class PodSpec:
+class CreateRequest:
     """A create request, whichever API it came through."""
 
     name: str
@@ -148,7 +148,7 @@ ACTIONS = {
 class SandboxCloud:
     def __init__(self, home: Path, scenario: Scenario) -> None:
         self.home = home
-        self.store = Store(home / "state.sqlite3")
+        self.store = SandboxStore(home / "state.sqlite3")
         self.catalog = load_catalog()
         self.faults = FaultBook()
         self.standin_path = home / "standin-scenario.json"
@@ -234,7 +234,7 @@ class SandboxCloud:
 
     # --- pods: create ----------------------------------------------------------------------------------------
 
-    def _merge_template(self, spec: PodSpec) -> PodSpec:
+    def _merge_template(self, spec: CreateRequest) -> CreateRequest:
         if not spec.template_id:
             return spec
         tpl = self.store.get_template(spec.template_id)
@@ -269,7 +269,7 @@ class SandboxCloud:
                 graphql_message="You do not have enough funds to deploy this pod. Please add funds to your account.",
             )
 
-    def _place(self, spec: PodSpec, gpu: GpuOffer, volume: VolumeRecord | None) -> str:
+    def _place(self, spec: CreateRequest, gpu: GpuOffer, volume: VolumeRecord | None) -> str:
         dcs = self.catalog.datacenters
         unknown = [d for d in spec.data_center_ids if d not in dcs]
         if unknown:
@@ -308,7 +308,7 @@ class SandboxCloud:
             self.faults.take("no_capacity", lambda f: f is blocked_by)
         raise ApiError(400, NO_CAPACITY)
 
-    def create_pod(self, spec: PodSpec, principal: Principal, *, api: str) -> tuple[PodRecord, bool]:
+    def create_pod(self, spec: CreateRequest, principal: Principal, *, api: str) -> tuple[PodRecord, bool]:
         """Store a new pod (it boots in the background). Returns (pod, answer_500) where answer_500 says a
         create_500_after_create fault fired: the caller must answer 500 although the pod exists."""
         self.require_account(principal)

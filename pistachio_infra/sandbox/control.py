@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..endpoints import RepoPin
+from ..catalog import RepoPin
 from ..errors import PistachioError
 from ..paths import sandbox_dir
 
@@ -180,9 +180,9 @@ def _reap_orphans(home: Path) -> None:
 
         PodHost(home, PodImage(home / "no-image")).stop_all()
     if (home / "state.sqlite3").exists():
-        from .store import Store
+        from .store import SandboxStore
 
-        store = Store(home / "state.sqlite3")
+        store = SandboxStore(home / "state.sqlite3")
         try:
             now = time.time()
             for pod in store.pods():

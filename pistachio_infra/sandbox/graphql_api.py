@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from .catalog import stock_status
-from .cloud import ACTIVE, PUBLIC_IP, SERVER_ERROR, ApiError, PodSpec, Principal, SandboxCloud
+from .cloud import ACTIVE, PUBLIC_IP, SERVER_ERROR, ApiError, CreateRequest, Principal, SandboxCloud
 from .rest import bearer_token, http_port_public
 from .store import PodRecord, TemplateRecord, VolumeRecord
 
@@ -242,7 +242,7 @@ def env_dict(items: list[dict[str, str]] | None) -> dict[str, str] | None:
     return None if items is None else {item["key"]: item["value"] for item in items}
 
 
-def spec_from_input(args: dict[str, Any], *, interruptible: bool = False) -> PodSpec:
+def spec_from_input(args: dict[str, Any], *, interruptible: bool = False) -> CreateRequest:
     if not args.get("gpuTypeId"):
         raise ApiError(400, "gpuTypeId is required")
     cloud_type = args.get("cloudType") or "ALL"
@@ -253,7 +253,7 @@ def spec_from_input(args: dict[str, Any], *, interruptible: bool = False) -> Pod
     elif args.get("volumeInGb"):
         mounts["persistent"] = {"size": int(args["volumeInGb"]), "path": args.get("volumeMountPath") or "/workspace"}
     ports = args.get("ports")
-    return PodSpec(
+    return CreateRequest(
         name=args.get("name") or "",
         gpu_id=args["gpuTypeId"],
         image=args.get("imageName") or None,
@@ -277,7 +277,7 @@ def spec_from_input(args: dict[str, Any], *, interruptible: bool = False) -> Pod
     )
 
 
-def _deploy(ctx: Ctx, spec: PodSpec) -> dict[str, Any]:
+def _deploy(ctx: Ctx, spec: CreateRequest) -> dict[str, Any]:
     from graphql import GraphQLError
 
     pod, answer_500 = ctx.cloud.create_pod(spec, ctx.principal, api="graphql")

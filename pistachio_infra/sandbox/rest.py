@@ -20,7 +20,7 @@ from starlette.routing import Route
 from . import openapi
 from .billing import BUCKETS, pod_billing_report
 from .catalog import availability_level
-from .cloud import ACTIONS, ACTIVE, PUBLIC_IP, SERVER_ERROR, ApiError, PodSpec, Principal, SandboxCloud
+from .cloud import ACTIONS, ACTIVE, PUBLIC_IP, SERVER_ERROR, ApiError, CreateRequest, Principal, SandboxCloud
 from .podhost import pod_user
 from .store import PodRecord, TemplateRecord, VolumeRecord
 
@@ -311,7 +311,7 @@ class RestApi:
             raise ApiError(400, "set exactly one of gpu or cpu")
         if cpu:
             raise ApiError(400, "CPU pods are not offered by this sandbox; request a gpu")
-        spec = PodSpec(
+        spec = CreateRequest(
             name=body["name"],
             gpu_id=gpu["id"],
             image=body.get("image"),

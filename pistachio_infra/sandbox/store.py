@@ -123,7 +123,7 @@ class TemplateRecord:
     readme: str = ""
 
 
-class Store:
+class SandboxStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)

@@ -27,7 +27,7 @@ def write_campaign(root: Path, *, jobs: int = 4, budget: float = 5.0, images: in
     """campaign.toml with `jobs` jobs over generated datasets (one seed each); returns its path."""
     import tomlkit
 
-    from pistachio_infra.demo_data import generate_dataset
+    from pistachio_infra.dataset.demo import generate_dataset
 
     doc: dict[str, Any] = {
         "campaign": {"name": "test-camp", "budget_usd": budget, "gpu": ["a40", "a6000", "l40s"],

@@ -83,9 +83,9 @@ def test_install_into_a_sandbox_pod_then_nothing_to_do(pod, sandbox, static_serv
     from pistachio_infra.comfy.target import start_comfyui
     from pistachio_infra.endpoints import resolve_cloud
     from pistachio_infra.pods.lifecycle import ReadyPod
+    from pistachio_infra.pods.session import connect_remote
     from pistachio_infra.runpod import connect
     from pistachio_infra.state import Store
-    from pistachio_infra.teardown import connect_remote
 
     port = free_port()
     with closing(Store()) as store:

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from pistachio_infra.cli import cli
+from pistachio_infra.config.project import load_project
 from pistachio_infra.errors import ConfigError, DatasetError
-from pistachio_infra.spec import load_project
 
 EXE = Path(sys.executable).parent / "pistachio-infra"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pistachio_infra.dataset import preflight, scan_dataset, split_names, trigger_warnings
+from pistachio_infra.dataset.scan import preflight, scan_dataset, split_names, trigger_warnings
 from pistachio_infra.errors import DatasetError
 
 

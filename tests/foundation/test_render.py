@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 
 from pistachio_infra.catalog import profile_for
-from pistachio_infra.errors import ConfigError
-from pistachio_infra.layout import WorkspaceLayout
-from pistachio_infra.render import (
+from pistachio_infra.config.project import Job
+from pistachio_infra.config.render import (
     ConfigRuleError,
     check_dataset_config,
     check_diffusion_pipe_config,
     render_job,
     write_rendered,
 )
-from pistachio_infra.spec import Job
+from pistachio_infra.errors import ConfigError
+from pistachio_infra.pods.layout import WorkspaceLayout
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 GOLDEN = DATA / "golden"

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from pistachio_infra.config.project import load_job_file, load_project, resolve_job
 from pistachio_infra.errors import ConfigError
-from pistachio_infra.spec import load_job_file, load_project, resolve_job
 
 BASE = """
 [project]
@@ -150,7 +150,7 @@ def write_job(tmp_path: Path, extra: str) -> Path:
 
 
 def test_example_project_loads_and_renders():
-    from pistachio_infra.render import render_job
+    from pistachio_infra.config.render import render_job
 
     example = Path(__file__).resolve().parents[2] / "examples" / "pistachio.toml"
     project = load_project(example)

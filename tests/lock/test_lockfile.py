@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from huggingface_hub import HfApi, hf_hub_download
 
-from pistachio_infra.drift import compare_locks
 from pistachio_infra.endpoints import resolve_cloud
 from pistachio_infra.errors import ConfigError
-from pistachio_infra.lockfile import (
+from pistachio_infra.lock.drift import compare_locks
+from pistachio_infra.lock.lockfile import (
     Lock,
     RepoLock,
     current_image,
@@ -26,7 +26,7 @@ from pistachio_infra.lockfile import (
     resolve_models,
     write_lock,
 )
-from pistachio_infra.rebuild import upgrade_parts
+from pistachio_infra.lock.rebuild import upgrade_parts
 from pistachio_infra.state import Store
 
 from .conftest import cli

@@ -10,18 +10,18 @@ import re
 import pytest
 from huggingface_hub import HfApi
 
-from pistachio_infra.bootstrap import DEFAULT_MODELS
-from pistachio_infra.catalog import sources
-from pistachio_infra.drift import compare_locks
-from pistachio_infra.endpoints import RepoPin, resolve_cloud
-from pistachio_infra.lockfile import load_lock
+from pistachio_infra.catalog import RepoPin, sources
+from pistachio_infra.endpoints import resolve_cloud
+from pistachio_infra.lock.drift import compare_locks
+from pistachio_infra.lock.lockfile import load_lock
+from pistachio_infra.lock.rebuild import ModelHashMismatchError, bootstrap_from_lock, check_pod, current_lock_summary
 from pistachio_infra.pods import PodSpec
-from pistachio_infra.rebuild import ModelHashMismatchError, bootstrap_from_lock, check_pod, current_lock_summary
+from pistachio_infra.pods.bootstrap import DEFAULT_MODELS
+from pistachio_infra.pods.session import pod_session
+from pistachio_infra.pods.sshkeys import public_key
+from pistachio_infra.pods.watchdog import WatchdogPolicy
 from pistachio_infra.sandbox.hf import HubStore, publish_file
 from pistachio_infra.sandbox.standins import add_commit
-from pistachio_infra.sshkeys import public_key
-from pistachio_infra.teardown import pod_session
-from pistachio_infra.watchdog import WatchdogPolicy
 
 from .conftest import cli, connect_pod, live_pods
 

@@ -27,7 +27,7 @@ def write_project(root: Path, *, images: int = 8, loras: str | None = "ComfyUI/m
     """A project folder with `images` generated images and one job `pip`; returns the pistachio.toml path."""
     import tomlkit
 
-    from pistachio_infra.demo_data import generate_dataset
+    from pistachio_infra.dataset.demo import generate_dataset
 
     generate_dataset(root / "images", images)
     settings = {"character": "Pip", "trigger": "pip7", "dataset": "images", "gpu": ["a6000", "a40"], "epochs": 8,

@@ -1,6 +1,6 @@
 import pytest
 
-from pistachio_infra.demo_data import CHARACTERS, draw_character, generate_dataset
+from pistachio_infra.dataset.demo import CHARACTERS, draw_character, generate_dataset
 
 
 def test_same_seed_same_bytes_and_characters_differ(tmp_path):

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from pistachio_infra.comfyui_install import install_lora
+from pistachio_infra.comfy.loras import install_lora
 from pistachio_infra.errors import ConfigError
 from pistachio_infra.pipeline.training import Progress
 
 
 def test_demo_dataset_is_deterministic_and_passes_preflight(tmp_path):
-    from pistachio_infra.dataset import preflight
-    from pistachio_infra.demo_data import generate_dataset
+    from pistachio_infra.dataset.demo import generate_dataset
+    from pistachio_infra.dataset.scan import preflight
 
     a = generate_dataset(tmp_path / "a", 6, seed=3)
     b = generate_dataset(tmp_path / "b", 6, seed=3)
@@ -45,8 +45,8 @@ def test_training_log_is_parsed_across_chunk_boundaries():
 
 def test_gpu_classes_auto_and_override():
     from pistachio_infra.catalog import gpu_class
-    from pistachio_infra.jobs import auto_classes, requested_classes
-    from pistachio_infra.spec import Job
+    from pistachio_infra.config.project import Job
+    from pistachio_infra.pipeline.driver import auto_classes, requested_classes
 
     auto = auto_classes()
     assert auto and all(gpu_class(n).tier >= 48 for n in auto)
@@ -59,7 +59,7 @@ def test_gpu_classes_auto_and_override():
 
 
 def test_second_holder_of_a_job_lock_is_refused_with_the_pid(tmp_path, monkeypatch):
-    from pistachio_infra.jobs import JobBusyError, job_lock
+    from pistachio_infra.pipeline.driver import JobBusyError, job_lock
 
     monkeypatch.setenv("PISTACHIO_HOME", str(tmp_path))
     with job_lock("pip"):
@@ -87,8 +87,8 @@ def test_local_install_is_atomic_and_verified(tmp_path):
 def test_sftp_install_onto_a_pod(sandbox, sandbox_admin, tmp_path):
     from pistachio_infra.endpoints import resolve_cloud
     from pistachio_infra.pods import PodLifecycle, PodSpec
+    from pistachio_infra.pods.sshkeys import public_key
     from pistachio_infra.runpod import connect
-    from pistachio_infra.sshkeys import public_key
     from pistachio_infra.state import Store
 
     cloud = resolve_cloud()

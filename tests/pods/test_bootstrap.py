@@ -8,14 +8,14 @@ import json
 from contextlib import closing
 from pathlib import Path
 
-from pistachio_infra.bootstrap import bootstrap, joycaption_python
 from pistachio_infra.endpoints import resolve_cloud
 from pistachio_infra.pods import PodSpec
+from pistachio_infra.pods.bootstrap import bootstrap, joycaption_python
+from pistachio_infra.pods.session import pod_session
+from pistachio_infra.pods.sshkeys import public_key
+from pistachio_infra.pods.watchdog import WatchdogPolicy
 from pistachio_infra.runpod import connect
-from pistachio_infra.sshkeys import public_key
 from pistachio_infra.state import Store
-from pistachio_infra.teardown import pod_session
-from pistachio_infra.watchdog import WatchdogPolicy
 
 from .conftest import live_pods
 

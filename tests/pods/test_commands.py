@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from pistachio_infra.endpoints import resolve_cloud
+from pistachio_infra.pods.sshkeys import public_key
 from pistachio_infra.runpod import connect
 from pistachio_infra.runpod.port import PodRequest
-from pistachio_infra.sshkeys import public_key
 from pistachio_infra.state import Store
 
 from .conftest import live_pods, wait_until

@@ -10,12 +10,12 @@ import pytest
 from pistachio_infra.endpoints import resolve_cloud
 from pistachio_infra.errors import PistachioError
 from pistachio_infra.pods import PodLifecycle, PodSpec
+from pistachio_infra.pods.session import pod_session
+from pistachio_infra.pods.sshkeys import public_key
+from pistachio_infra.pods.watchdog import WatchdogPolicy
 from pistachio_infra.runpod import connect
 from pistachio_infra.runpod.port import AuthError, InsufficientBalanceError, NoCapacityError
-from pistachio_infra.sshkeys import public_key
 from pistachio_infra.state import Store
-from pistachio_infra.teardown import pod_session
-from pistachio_infra.watchdog import WatchdogPolicy
 
 from .conftest import live_pods
 

@@ -14,11 +14,11 @@ import pytest
 
 from pistachio_infra.endpoints import resolve_cloud
 from pistachio_infra.pods import PodSpec
+from pistachio_infra.pods.session import pod_session
+from pistachio_infra.pods.sshkeys import public_key
+from pistachio_infra.pods.watchdog import WatchdogPolicy, mark_harvested, mark_job_finished
 from pistachio_infra.runpod import connect
-from pistachio_infra.sshkeys import public_key
 from pistachio_infra.state import Store
-from pistachio_infra.teardown import pod_session
-from pistachio_infra.watchdog import WatchdogPolicy, mark_harvested, mark_job_finished
 
 from .conftest import live_pods, wait_until
 

@@ -12,10 +12,10 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from pistachio_infra.pods.sshkeys import public_key
 from pistachio_infra.remote import Remote
 from pistachio_infra.sandbox.image import PodImage
 from pistachio_infra.sandbox.podhost import PodHost
-from pistachio_infra.sshkeys import public_key
 from pistachio_infra.state import Store
 
 

@@ -91,7 +91,7 @@ def test_missing_client_key_is_a_clear_error(pod, store, tmp_path):
 
 
 def test_a_key_the_pod_does_not_trust_is_named_in_the_error(pod, store, tmp_path):
-    from pistachio_infra.sshkeys import ensure_key_pair
+    from pistachio_infra.pods.sshkeys import ensure_key_pair
 
     stranger = ensure_key_pair(tmp_path / "stranger" / "id_ed25519")
     with pytest.raises(SshNotReadyError, match="refused our SSH key"):

@@ -13,12 +13,12 @@ import httpx
 
 from pistachio_infra.endpoints import resolve_cloud
 from pistachio_infra.pods.lifecycle import ReadyPod
+from pistachio_infra.pods.session import connect_remote
+from pistachio_infra.pods.sshkeys import public_key
 from pistachio_infra.runpod import connect
 from pistachio_infra.runpod.port import PodRequest
 from pistachio_infra.runpod.rest_v2 import RestV2Api
-from pistachio_infra.sshkeys import public_key
 from pistachio_infra.state import Store
-from pistachio_infra.teardown import connect_remote
 
 IMAGE = "runpod/pytorch:1.0.2-cu1281-torch280-ubuntu2404"
 

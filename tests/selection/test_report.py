@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pistachio_infra.report import ReportData, SecretInReportError, write_report
-from pistachio_infra.selection import select_checkpoint
+from pistachio_infra.pipeline.report import ReportData, SecretInReportError, write_report
+from pistachio_infra.selection.choose import select_checkpoint
 
 from .selection_runs import u_curve, write_run
 

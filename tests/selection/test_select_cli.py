@@ -89,7 +89,7 @@ def test_select_module_imports_nothing_heavy():
 
 
 def test_plot_is_also_written_for_a_clean_run(tmp_path):
-    from pistachio_infra.selection import plot_selection, select_checkpoint
+    from pistachio_infra.selection.choose import plot_selection, select_checkpoint
 
     run_dir = write_run(tmp_path / "run", u_curve)
     path = plot_selection(select_checkpoint(run_dir), Path(tmp_path / "x" / "loss.png"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pistachio_infra.errors import ConfigError, PistachioError
-from pistachio_infra.selection import select_checkpoint
+from pistachio_infra.selection.choose import select_checkpoint
 
 from .selection_runs import (
     Events,

@@ -44,7 +44,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ...endpoints import RepoPin
+from ...catalog import RepoPin
 
 HERE = Path(__file__).resolve().parent
 

@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .credentials import known_secrets, redact
-from .errors import PistachioError
-from .money import signed_usd, usd
-from .selection import Selection, plot_selection
+from ..credentials import known_secrets, redact
+from ..errors import PistachioError
+from ..money import signed_usd, usd
+from ..selection.choose import Selection, plot_selection
 
 STAMP_FORMAT = "%Y%m%d_%H-%M-%S"
 # `wandb_api_key = "abc"`, `api_key: abc`, `HF_TOKEN=abc`: the value of anything named like a credential

@@ -15,9 +15,10 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import DatasetError
-from .paths import data_dir
-from .spec import JOB_FILES
+from ..errors import DatasetError
+from ..paths import data_dir
+
+JOB_FILES = ("job.toml", "pistachio-job.toml")  # job files that may sit in a dataset folder
 
 # Opened by DiffusionPipe with Pillow (anything not a video); these are the ones joy-caption-batch also reads.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})

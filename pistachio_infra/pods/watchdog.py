@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Protocol
 
-from .errors import ConfigError
-from .pod_templates import write_text_command
+from ..errors import ConfigError
+from .scripts import write_text_command
 
 
 class RemoteLike(Protocol):  # the part of remote.Remote used here
@@ -124,7 +124,7 @@ def render_watchdog(
     job_pid_file: str = "pid",
     job_exit_file: str = "exit_code",
 ) -> str:
-    from .pod_templates import render
+    from .scripts import render
 
     config = {
         "pod_id": pod_id,

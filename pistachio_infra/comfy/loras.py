@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
-from .errors import ConfigError, PistachioError
+from ..errors import ConfigError, PistachioError
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def install_lora(lora: Path, target: str, *, store=None) -> Installed:  # type: 
                               "write it as sftp://root@HOST:PORT/workspace/ComfyUI/models/loras")
         return _install_sftp(lora, parts.username or "root", parts.hostname, parts.port or 22, parts.path, store)
     if parts.scheme == "comfyui":
-        from .stacks import outputs
+        from ..stacks import outputs
 
         env = outputs()
         if env is None or not env.comfyui_ssh_host or not env.comfyui_ssh_port:
@@ -81,9 +81,9 @@ def _install_local(lora: Path, folder: Path) -> Installed:
 
 def _install_sftp(lora: Path, user: str, host: str, port: int, path: str, store, pod_id: str | None = None
                   ) -> Installed:  # type: ignore[no-untyped-def]
-    from .paths import ssh_key_path
-    from .remote import Remote
-    from .state import Store
+    from ..paths import ssh_key_path
+    from ..remote import Remote
+    from ..state import Store
 
     own = store is None
     store = store or Store()

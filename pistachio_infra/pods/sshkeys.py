@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .paths import ssh_key_path
+from ..paths import ssh_key_path
 
 
 def ensure_key_pair(path: Path | None = None) -> Path:

@@ -27,11 +27,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, PistachioError
-from .pipeline.context import RunContext
-from .pipeline.stages import Stages
-from .spec import Job, Project
-from .state import Store
+from ..config.project import Job, Project
+from ..errors import ConfigError, PistachioError
+from ..state import Store
+from .context import RunContext
+from .stages import Stages
 
 MAX_LOST_PODS = 3  # pods lost (preempted) in one run before giving up
 DEFAULT_MAX_HOURS = 12.0
@@ -76,7 +76,7 @@ def job_lock(name: str) -> Iterator[None]:
     """Refuse a second run of the same job (in any process) while this one holds the lock."""
     from filelock import FileLock, Timeout
 
-    from .paths import state_dir
+    from ..paths import state_dir
 
     folder = state_dir() / "locks"
     folder.mkdir(parents=True, exist_ok=True)
@@ -100,14 +100,14 @@ def job_lock(name: str) -> Iterator[None]:
 
 def auto_classes() -> tuple[str, ...]:
     """`gpu = "auto"`: the 48 GB classes by price hint, then the bigger ones (the 24 GB tier swaps blocks: slow)."""
-    from .catalog import gpu_classes
+    from ..catalog import gpu_classes
 
     classes = sorted(gpu_classes().values(), key=lambda c: (c.tier != 48, c.tier < 48, c.price_hint_usd_hr))
     return tuple(c.name for c in classes if c.tier >= 48)
 
 
 def requested_classes(job: Job, override: tuple[str, ...]) -> tuple[str, ...]:
-    from .catalog import gpu_class
+    from ..catalog import gpu_class
 
     names = override or (() if job.gpu_auto else tuple(job.gpu))
     if not names or names == ("auto",):
@@ -117,11 +117,11 @@ def requested_classes(job: Job, override: tuple[str, ...]) -> tuple[str, ...]:
 
 def preflight(req: TrainRequest) -> tuple[Any, Any, tuple[str, ...], str]:
     """Everything checked before money is spent. Returns (dataset report, cloud, classes, fingerprint)."""
-    from .credentials import get_secret
-    from .dataset import preflight as dataset_preflight
-    from .endpoints import resolve_cloud
-    from .layout import WorkspaceLayout
-    from .render import render_job
+    from ..config.render import render_job
+    from ..credentials import get_secret
+    from ..dataset.scan import preflight as dataset_preflight
+    from ..endpoints import resolve_cloud
+    from ..pods.layout import WorkspaceLayout
 
     job = req.job
     if req.max_hours <= 0:
@@ -173,8 +173,8 @@ def _abandon(store: Store, cloud: Any, job_id: int, console: Any) -> None:
     """Terminate the live pods of an unfinished run that is not resumed (one billing pod per job)."""
     live = store.pods(live_only=True, job_id=job_id)
     if live:
-        from .pods import PodLifecycle
-        from .runpod import connect
+        from ..pods import PodLifecycle
+        from ..runpod import connect
 
         lifecycle = PodLifecycle(connect(cloud), store, cloud, report=lambda m: console.print(f"  {m}"))
         for rec in live:
@@ -183,9 +183,9 @@ def _abandon(store: Store, cloud: Any, job_id: int, console: Any) -> None:
 
 
 def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
-    from .paths import state_dir
-    from .pipeline import finish
-    from .pipeline.harvest import install
+    from ..paths import state_dir
+    from . import finish
+    from .harvest import install
 
     t0 = time.time()
     console.print(f"[bold]{req.job.name}[/bold]: preflight", highlight=False)
@@ -236,13 +236,13 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
 
 def _cleanup(ctx: RunContext) -> None:
     """Terminate any pod of this job still live (normally none: pod_session already did) and record teardown."""
-    from .signals import shielded
+    from ..signals import shielded
 
     with shielded("terminating the job's pods"):
         live = ctx.store.pods(live_only=True, job_id=ctx.job_id)
         if live:
-            from .pods import PodLifecycle
-            from .runpod import connect
+            from ..pods import PodLifecycle
+            from ..runpod import connect
 
             lifecycle = PodLifecycle(connect(ctx.cloud), ctx.store, ctx.cloud, report=ctx.say)
             for rec in live:
@@ -255,7 +255,7 @@ def _cleanup(ctx: RunContext) -> None:
 
 
 def _needs_pod(ctx: RunContext) -> bool:
-    from .pipeline.harvest import mirrored
+    from .harvest import mirrored
 
     if not ctx.stages.is_done("train"):
         return True
@@ -263,8 +263,8 @@ def _needs_pod(ctx: RunContext) -> bool:
 
 
 def _pod_phases(ctx: RunContext, req: TrainRequest) -> None:
-    from .pipeline.harvest import select
-    from .pipeline.training import PodLost
+    from .harvest import select
+    from .training import PodLost
 
     lost = 0
     while True:
@@ -285,7 +285,7 @@ def _pod_phases(ctx: RunContext, req: TrainRequest) -> None:
 
 
 def _local_phases(ctx: RunContext) -> None:
-    from .pipeline.harvest import harvest, select
+    from .harvest import harvest, select
 
     if not ctx.stages.is_done("select"):
         ctx.stages.run("select", lambda: select(ctx))
@@ -294,8 +294,8 @@ def _local_phases(ctx: RunContext) -> None:
 
 
 def _pod_spec(ctx: RunContext, req: TrainRequest) -> Any:
-    from .pods import PodSpec
-    from .sshkeys import public_key
+    from ..pods import PodSpec
+    from ..pods.sshkeys import public_key
 
     volume_id, volume_dc = req.network_volume or _volume(req.volume)
     return PodSpec(
@@ -308,7 +308,7 @@ def _pod_spec(ctx: RunContext, req: TrainRequest) -> Any:
 def _volume(wanted: bool | None) -> tuple[str | None, str | None]:
     if wanted is False:
         return None, None
-    from .stacks import outputs
+    from ..stacks import outputs
 
     env = outputs()
     if env is None:
@@ -321,7 +321,7 @@ def _volume(wanted: bool | None) -> tuple[str | None, str | None]:
 
 def _models(ctx: RunContext) -> tuple[str, ...]:
     """Base model always; the captioner only when something is left to caption."""
-    from .pipeline.caption import user_captions
+    from .caption import user_captions
 
     need_captions = not ctx.stages.is_done("caption") and len(user_captions(ctx)) < len(ctx.dataset.usable)
     return (ctx.job.base_model, "joycaption-alpha-two") if need_captions else (ctx.job.base_model,)
@@ -334,7 +334,7 @@ def _max_runtime_s(ctx: RunContext, req: TrainRequest, api: Any) -> float:
     budget = ctx.job.budget_usd
     if not budget:
         return limit
-    from .pods.offers import live_offers
+    from ..pods.offers import live_offers
 
     prices = [o.price_per_hr for o in live_offers(api, ctx.gpu_classes) if o.price_per_hr]
     if not prices:
@@ -347,12 +347,12 @@ def _max_runtime_s(ctx: RunContext, req: TrainRequest, api: Any) -> float:
 
 
 def _with_pod(ctx: RunContext, req: TrainRequest) -> None:
-    from .bootstrap import bootstrap
-    from .pipeline import caption, prepare, training
-    from .pipeline.harvest import harvest, select
-    from .runpod import connect
-    from .teardown import pod_session
-    from .watchdog import WatchdogPolicy, mark_harvested
+    from ..pods.bootstrap import bootstrap
+    from ..pods.session import pod_session
+    from ..pods.watchdog import WatchdogPolicy, mark_harvested
+    from ..runpod import connect
+    from . import caption, prepare, training
+    from .harvest import harvest, select
 
     stages = ctx.stages
     api = connect(ctx.cloud, "graphql" if ctx.job.interruptible else "rest")  # REST v2 cannot rent spot pods
@@ -422,7 +422,7 @@ def _environment(ctx: RunContext, models: tuple[str, ...]) -> dict[str, Any]:
     """The environment the job runs in (rebuild.py): its lock digest and pins in state and report, the full lock
     as runs/<job>/<stamp>/pistachio.lock (`rebuild --lock` of it recreates the pod), and drift from the project's
     pistachio.lock when there is one."""
-    from .rebuild import current_lock_summary
+    from ..lock.rebuild import current_lock_summary
 
     project_lock = ctx.run_folder.parents[2] / "pistachio.lock"  # <base_dir>/runs/<job>/<stamp>
     summary = current_lock_summary(ctx.remote, ctx.cloud, models=models, gpu_class=ctx.gpu_class,
@@ -437,8 +437,8 @@ def _environment(ctx: RunContext, models: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _pod_dead(ctx: RunContext) -> bool:
-    from .pods.lifecycle import DEAD
-    from .runpod.port import RunPodApiError
+    from ..pods.lifecycle import DEAD
+    from ..runpod.port import RunPodApiError
 
     if ctx.session is None:
         return False

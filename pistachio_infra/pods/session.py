@@ -4,7 +4,7 @@ Ctrl-C (a second Ctrl-C included) and on SIGTERM — and every pod is in the sta
     with pod_session(spec, policy=WatchdogPolicy(max_runtime_s=...)) as session:
         session.remote.start_detached("train", ...)
 
-What the client cannot cover (SIGKILL, a closed laptop) the pod-side watchdog does (watchdog.py).
+What the client cannot cover (SIGKILL, a closed laptop) the pod-side watchdog does (pods/watchdog.py).
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..endpoints import Cloud, resolve_cloud
+from ..errors import PistachioError
+from ..paths import ssh_key_path
+from ..runpod.port import Pod, RunPodApi
+from ..signals import interruptible, shielded
+from ..state import Store
 from .bootstrap import DEFAULT_MODELS, BootstrapReport, bootstrap
-from .endpoints import Cloud, resolve_cloud
-from .errors import PistachioError
-from .paths import ssh_key_path
-from .pods.lifecycle import PodLifecycle, PodSpec, PodTimings, ReadyPod
-from .runpod.port import Pod, RunPodApi
-from .signals import interruptible, shielded
-from .state import Store
+from .lifecycle import PodLifecycle, PodSpec, PodTimings, ReadyPod
 from .watchdog import Heartbeat, WatchdogPolicy, install
 
 SSH_CONNECT_TIMEOUT_S = 120.0
@@ -56,7 +56,7 @@ class PodSession:
 
 
 def connect_remote(store: Store, ready: ReadyPod, *, timeout: float = SSH_CONNECT_TIMEOUT_S) -> Any:
-    from .remote import Remote
+    from ..remote import Remote
 
     return Remote.connect(
         pod_id=ready.pod.id, host=ready.host, port=ready.port, key_path=ssh_key_path(), store=store, timeout=timeout,
@@ -65,7 +65,7 @@ def connect_remote(store: Store, ready: ReadyPod, *, timeout: float = SSH_CONNEC
 
 
 def _connect_api(cloud: Cloud) -> RunPodApi:
-    from .runpod import connect
+    from ..runpod import connect
 
     return connect(cloud)
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .catalog import GpuClass, base_model, gpu_class, profile_for
-from .errors import ConfigError
-from .layout import (
+from ..catalog import GpuClass, base_model, gpu_class, profile_for
+from ..errors import ConfigError
+from ..paths import templates_dir
+from ..pods.layout import (
     DATASET_TOML,
     EVAL_DATASET_TOML,
     EVAL_NAME,
@@ -24,8 +25,7 @@ from .layout import (
     TRAIN_TOML,
     WorkspaceLayout,
 )
-from .paths import templates_dir
-from .spec import Job
+from .project import Job
 
 EPOCHS_WHEN_ONLY_STEPS = 10_000  # DiffusionPipe requires `epochs`; max_steps stops the run first
 
@@ -104,7 +104,7 @@ def render_template(template: str, /, **context: Any) -> str:
 # --- rendering ----------------------------------------------------------------------------------------------------
 
 def _count_train_images(job: Job) -> int:
-    from .dataset import image_files, split_names
+    from ..dataset.scan import image_files, split_names
 
     if not job.dataset.is_dir():
         raise ConfigError(

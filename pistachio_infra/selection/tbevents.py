@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 EVENT_GLOB = "events.out.tfevents.*"
 TRAIN_LOSS = "train/loss"

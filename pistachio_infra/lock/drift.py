@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import PistachioError
+from ..errors import PistachioError
 from .lockfile import SYSTEM_PYTHON, Lock, ModelFileLock
 
 OK = "ok"
@@ -86,7 +86,7 @@ def file_key(model: str, f: ModelFileLock) -> str:
 
 
 def observe_config(lock: Lock, workspace: str, *, rehash: bool = False) -> dict[str, Any]:
-    from .catalog import sources
+    from ..catalog import sources
 
     ws = workspace.rstrip("/")
     repos = sources().repos
@@ -113,7 +113,7 @@ def observe_config(lock: Lock, workspace: str, *, rehash: bool = False) -> dict[
 
 def observe(remote: Any, lock: Lock, *, rehash: bool = False, timeout: float = 1800) -> dict[str, Any]:
     """What the pod has of everything `lock` names (see templates/observe_env.py for the shape)."""
-    from .pod_templates import template_text, write_files
+    from ..pods.scripts import template_text, write_files
 
     ws = str(remote.workspace)
     state = f"{ws.rstrip('/')}/.pistachio/lock"

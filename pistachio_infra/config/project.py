@@ -27,10 +27,10 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ConfigError
+from ..dataset.scan import JOB_FILES
+from ..errors import ConfigError
 
 PROJECT_FILE = "pistachio.toml"
-JOB_FILES = ("job.toml", "pistachio-job.toml")
 DEFAULT_BASE_MODEL = "wan21-t2v-14b"
 DEFAULT_EPOCHS = 100
 JOB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -119,7 +119,7 @@ class Job(_Strict):
     @field_validator("base_model")
     @classmethod
     def _base_model(cls, value: str) -> str:
-        from .catalog import base_models
+        from ..catalog import base_models
 
         trainable = [name for name, m in base_models().items() if m.diffusion_pipe_type]
         if value not in trainable:
@@ -136,7 +136,7 @@ class Job(_Strict):
     @field_validator("gpu")
     @classmethod
     def _gpu(cls, value: list[str]) -> list[str]:
-        from .catalog import class_names
+        from ..catalog import class_names
 
         names = [v.lower() for v in value]
         valid = class_names()

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from .errors import ConfigError, PistachioError
+from ..errors import ConfigError, PistachioError
 from .tbevents import EPOCH_LOSS, TRAIN_LOSS, Point, RunScalars, read_scalars
 
 DEFAULT_TOLERANCE = 0.01

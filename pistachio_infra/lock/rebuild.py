@@ -18,9 +18,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..catalog import RepoPin
+from ..endpoints import Cloud
+from ..errors import ConfigError, PistachioError
 from .drift import DriftReport, compare, file_key, observe
-from .endpoints import Cloud, RepoPin
-from .errors import ConfigError, PistachioError
 from .lockfile import (
     Lock,
     RepoLock,
@@ -156,7 +157,7 @@ def freeze_from(remote: Any, lock: Lock) -> Lock:
 
 def bootstrap_for_lock(remote: Any, cloud: Cloud, lock: Lock, **kwargs: Any) -> None:
     """A normal bootstrap (requirements.txt, no model files) at the lock's repo commits: what `lock` freezes."""
-    from .bootstrap import bootstrap
+    from ..pods.bootstrap import bootstrap
 
     bootstrap(remote, lock_cloud(cloud, lock), models=(), **kwargs)
 
@@ -179,7 +180,7 @@ def bootstrap_from_lock(
     package sets installed instead of requirements.txt, every model file fetched at its pinned revision and checked
     against its pinned sha256. A file with other bytes is deleted and stops the rebuild (ModelHashMismatchError);
     any other difference left afterwards raises RebuildError. Returns the (clean) drift report."""
-    from .bootstrap import bootstrap
+    from ..pods.bootstrap import bootstrap
 
     check_cloud(lock, cloud)
     bootstrap(remote, lock_cloud(cloud, lock), models=(), store=store, job_id=job_id, pod_name=pod_name,
@@ -232,8 +233,8 @@ def fetch_locked_models(
 ) -> None:
     """Download the lock's model files on the pod (templates/fetch_models.py as a detached job: survives SSH drops;
     files already there with matching hashes are skipped)."""
-    from .bootstrap import BootstrapError
-    from .pod_templates import template_text, write_files
+    from ..pods.bootstrap import BootstrapError
+    from ..pods.scripts import template_text, write_files
 
     items = model_fetch_items(lock, str(remote.workspace))
     if not items:

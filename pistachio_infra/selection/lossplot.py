@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .selection import Selection
+    from .choose import Selection
 
 
 def plot_losses(sel: Selection, path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from .selection import smooth
+    from .choose import smooth
 
     fig = Figure(figsize=(9, 5), dpi=110)
     FigureCanvasAgg(fig)

@@ -94,7 +94,7 @@ class WorkspaceLayout:
         return cls(PurePosixPath(root or DEFAULT_ROOT))
 
     def _source_dest(self, name: str) -> PurePosixPath:
-        from .catalog import sources
+        from ..catalog import sources
 
         return self.root / sources().repos[name].dest
 
@@ -123,7 +123,7 @@ class WorkspaceLayout:
         return self.root / dest
 
     def model_ckpt_dir(self, base_model: str) -> PurePosixPath:
-        from .catalog import base_model as manifest
+        from ..catalog import base_model as manifest
 
         ckpt = manifest(base_model).ckpt_dir
         if not ckpt:

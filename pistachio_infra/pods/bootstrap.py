@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from .catalog import base_model, sources
-from .endpoints import Cloud
-from .errors import PistachioError
-from .state import Store
+from ..catalog import base_model, sources
+from ..endpoints import Cloud
+from ..errors import PistachioError
+from ..state import Store
 
 DEFAULT_MODELS = ("wan21-t2v-14b", "joycaption-alpha-two")
 JOB_NAME = "bootstrap"
@@ -132,7 +132,7 @@ def render_script(
 ) -> dict[str, str]:
     """The files bootstrap writes on the pod (path → text): the script, the model list, the fetcher (and the frozen
     requirement sets, when given)."""
-    from .pod_templates import render, template_text
+    from .scripts import render, template_text
 
     state = f"{workspace.rstrip('/')}/.pistachio/bootstrap"
     files: dict[str, str] = {}
@@ -174,7 +174,7 @@ def bootstrap(
     """Run the bootstrap on the pod (re-attaching if one is already running there) and return its step timings.
     `frozen` (repo name → pinned requirements, see rebuild.py) is installed instead of the repo's requirements.txt.
     `role` picks the repos (data/sources.toml `roles`): "train" (DiffusionPipe, JoyCaption) or "comfyui"."""
-    from .pod_templates import write_files
+    from .scripts import write_files
 
     t0 = time.monotonic()
     workspace = str(remote.workspace)

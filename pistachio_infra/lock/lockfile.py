@@ -23,9 +23,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .catalog import base_model, gpu_classes, profile_for, sources
-from .endpoints import Cloud
-from .errors import ConfigError, MissingToolError, PistachioError
+from ..catalog import base_model, gpu_classes, profile_for, sources
+from ..endpoints import Cloud
+from ..errors import ConfigError, MissingToolError, PistachioError
 
 LOCK_VERSION = 1
 DEFAULT_LOCK = "pistachio.lock"
@@ -234,7 +234,7 @@ def write_lock(lock: Lock, path: str | Path) -> Path:
 
 
 def current_tool() -> ToolLock:
-    from . import __version__
+    from .. import __version__
 
     return ToolLock(version=__version__)
 
@@ -277,7 +277,7 @@ def _path_env() -> str:
 
 def python_envs() -> dict[str, PythonEnvLock]:
     """The interpreters a bootstrapped pod has (packages empty): the image's, and one venv per VENV_REPOS repo."""
-    from .bootstrap import VENV_REPOS
+    from ..pods.bootstrap import VENV_REPOS
 
     repos = sources().for_role("train")
     envs = {SYSTEM_PYTHON: PythonEnvLock(interpreter="python3", repos=[n for n in repos if n not in VENV_REPOS])}
@@ -302,14 +302,14 @@ def frozen_requirements(lock: Lock) -> dict[str, str]:
 
 def reference_job() -> Any:
     """A fixed job whose rendered configs stand for the templates + profile of each GPU class."""
-    from .spec import Job
+    from ..config.project import Job
 
     return Job(name="lock-reference", character="reference", trigger="zxq7", dataset=Path("/lock-reference"))
 
 
 def resolve_gpu_classes() -> dict[str, GpuClassLock]:
-    from .layout import WorkspaceLayout
-    from .render import render_job
+    from ..config.render import render_job
+    from ..pods.layout import WorkspaceLayout
 
     job = reference_job()
     out = {}

@@ -6,7 +6,7 @@ import functools
 import shlex
 from typing import Any, Protocol
 
-from .paths import templates_dir
+from ..paths import templates_dir
 
 HEREDOC_END = "PISTACHIO_FILE_EOF"
 
