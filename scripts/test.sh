@@ -13,5 +13,17 @@ if [ -x scripts/build_pulumi.sh ]; then
 fi
 echo "==> ruff"
 uv run --frozen ruff check .
-echo "==> pytest"
-uv run --frozen pytest -q "$@"
+# Parallel (pytest-xdist): the sandbox tests mostly wait on pods, so more workers than cores pays off; every worker
+# has its own sandboxes, ports and state dirs (tests/conftest.py) and they share one pod-image cache.
+# PISTACHIO_TEST_WORKERS=0 runs serially.
+WORKERS="${PISTACHIO_TEST_WORKERS:-4}"
+echo "==> pytest ($WORKERS workers)"
+set +e
+uv run --frozen pytest -q -n "$WORKERS" --dist worksteal "$@"
+code=$?
+set -e
+if [ "$code" -eq 5 ]; then
+  # exit 5: pytest collected nothing. Never a pass (CI must not go green on an empty run), and said plainly.
+  echo "error: pytest collected no tests (exit 5): check the paths, -k or -m given to scripts/test.sh" >&2
+fi
+exit "$code"

@@ -27,12 +27,29 @@ def _alive(pid: int) -> bool:
 
 @pytest.fixture(scope="session")
 def sandbox_image_cache(tmp_path_factory) -> Iterator[Path]:
-    """One pod-image cache for the whole run (the image is built once, then reused by every sandbox)."""
+    """One pod-image cache for the whole run (the image is built once, then reused by every sandbox).
+
+    Under pytest-xdist every worker has its own base temp dir (<run>/popen-gwN); the cache goes next to them, in the
+    run's dir, so all workers share it: the image and the stand-in repos are built under a file lock, once.
+    """
     preset = os.environ.get("PISTACHIO_SANDBOX_IMAGE_CACHE")
-    path = Path(preset) if preset else tmp_path_factory.mktemp("sandbox-image-cache")
+    if preset:
+        path = Path(preset)
+    else:
+        base = tmp_path_factory.getbasetemp()
+        path = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "sandbox-image-cache"
+        path.mkdir(exist_ok=True)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PISTACHIO_SANDBOX_IMAGE_CACHE", str(path))
         yield path
+
+
+@pytest.fixture(scope="session")
+def pod_image(sandbox_image_cache):  # type: ignore[no-untyped-def]
+    """The pod image the sandboxes use (tests that drive the image or a pod host without a sandbox server)."""
+    from pistachio_infra.sandbox.image import PodImage
+
+    return PodImage.ensure(sandbox_image_cache)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..state import StageRecord, Store
@@ -23,15 +24,23 @@ POD_STAGES = frozenset({"provision", "bootstrap", "upload", "split", "render"})
 # Stages whose result is kept on this machine: once done, a new pod does not redo them.
 LOCAL_STAGES = frozenset({"preflight", "caption", "select", "harvest", "install", "report"})
 
-PAUSE_ENV = "PISTACHIO_PAUSE_AT"  # "stage[:seconds]": sleep right after that stage is recorded as started
+# "point[:seconds]" or "point:@file": hold the run at that point for the seconds, or until the file exists. A point
+# is a stage name (right after it is recorded as started) or "train-launched" (right after the trainer started).
+PAUSE_ENV = "PISTACHIO_PAUSE_AT"
 
 
-def _pause(stage: str) -> None:
-    """A debugging (and test) hook: hold the run at the start of one stage so it can be interrupted there."""
+def pause(point: str) -> None:
+    """A debugging (and test) hook: hold the run at one point so it can be interrupted there."""
     raw = os.environ.get(PAUSE_ENV, "")
-    name, _, seconds = raw.partition(":")
-    if name == stage:
-        time.sleep(float(seconds or 30))
+    name, _, until = raw.partition(":")
+    if name != point:
+        return
+    if until.startswith("@"):
+        release, give_up = Path(until[1:]), time.monotonic() + 600
+        while not release.exists() and time.monotonic() < give_up:
+            time.sleep(0.05)
+    else:
+        time.sleep(float(until or 30))
 
 
 class Stages:
@@ -74,7 +83,7 @@ class Stages:
     def start(self, stage: str) -> None:
         self.store.stage_started(self.job_id, stage)
         self.store.add_event(self.job_id, "stage", {"stage": stage})
-        _pause(stage)
+        pause(stage)
 
     def done(self, stage: str, result: dict[str, Any] | None = None) -> None:
         self.store.stage_done(self.job_id, stage, result or {})

@@ -32,6 +32,7 @@ from ..errors import PistachioError
 from ..money import usd
 from ..selection.choose import CHECKPOINT_DIR_RE, LORA_FILE
 from .context import RunContext
+from .stages import pause
 
 TRAIN_JOB = "train"
 COMPLETE = "TRAINING COMPLETE!"
@@ -179,7 +180,12 @@ def _push_checkpoint(ctx: RunContext, run: str) -> bool:
     return True
 
 
-def _launch(ctx: RunContext, rendered: RenderedConfigs, run: str | None) -> str | None:
+def _launch(ctx: RunContext, rendered: RenderedConfigs, run: str | None) -> tuple[str | None, set[str]]:
+    """Start the trainer; returns (the run it resumes or None, the run folders that existed before the launch).
+
+    The folders are listed before the trainer starts, and recorded with the launch: listed afterwards, a trainer
+    that makes its folder quickly would already be among them, and its run would never be found.
+    """
     from ..pods.watchdog import clear_job_markers
 
     remote = ctx.remote
@@ -198,10 +204,21 @@ def _launch(ctx: RunContext, rendered: RenderedConfigs, run: str | None) -> str 
     if ctx.job.wandb_enabled:
         env["WANDB_API_KEY"] = get_secret("WANDB_API_KEY", required=True) or ""
     clear_job_markers(remote)
+    before = _list_runs(ctx) if resume is None else set()
+    ctx.store.add_event(ctx.job_id, "train_launch",
+                        {"pod": ctx.pod_name, "resume": resume, "runs_before": sorted(before)})
     remote.start_detached(TRAIN_JOB, shlex.join(argv), env=env, cwd=rendered.train_cwd)
-    ctx.store.add_event(ctx.job_id, "train_launch", {"pod": ctx.pod_name, "resume": resume})
+    pause("train-launched")
     ctx.say(("resuming run " + resume if resume else "training started") + f" on {ctx.pod_name}")
-    return resume
+    return resume, before
+
+
+def _launched_before(ctx: RunContext) -> set[str] | None:
+    """The run folders listed before the last launch on this pod, or None when this pod has no recorded launch."""
+    launches = [e for e in ctx.store.events(ctx.job_id) if e["kind"] == "train_launch" and e.get("pod") == ctx.pod_name]
+    if not launches or "runs_before" not in launches[-1]:
+        return None
+    return set(launches[-1]["runs_before"])
 
 
 # --- following ----------------------------------------------------------------------------------------------
@@ -260,8 +277,13 @@ def _spent(ctx: RunContext) -> float:
     return ctx.session.cost_per_hr * max(0.0, time.time() - pod.created_at) / 3600
 
 
-def follow(ctx: RunContext, rendered: RenderedConfigs, run: str | None) -> tuple[Progress, str, int | None]:
-    """Follow the train job to its end; returns (progress, run dir name, exit code)."""
+def follow(
+    ctx: RunContext, rendered: RenderedConfigs, run: str | None, before: set[str]
+) -> tuple[Progress, str, int | None]:
+    """Follow the train job to its end; returns (progress, run dir name, exit code).
+
+    With `run` None the run is the folder that is not among `before` (those listed before the launch).
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
     from rich.progress import Progress as Bar
 
@@ -275,7 +297,6 @@ def follow(ctx: RunContext, rendered: RenderedConfigs, run: str | None) -> tuple
     full = full_sync_needed(ctx)
     cadence = rendered.cadence
     progress = Progress(total=cadence.estimated_steps if cadence else 0)
-    before = _list_runs(ctx) if run is None else set()
     offset = 0
     last_sync = 0.0
     synced_saves = 0
@@ -345,16 +366,20 @@ def train(ctx: RunContext, rendered: RenderedConfigs) -> dict[str, Any]:
 
     run = _recorded_run(ctx)
     job = ctx.remote.job(TRAIN_JOB)
-    if job is not None and job.running and run is not None:
-        ctx.say(f"re-attaching to the training running on {ctx.pod_name} (run {run})")
+    # a client killed between the launch and the run folder's recording: the launch on this pod says what predates it
+    before = _launched_before(ctx) if run is None and job is not None else None
+    if job is not None and job.running and (run is not None or before is not None):
+        ctx.say(f"re-attaching to the training running on {ctx.pod_name}" + (f" (run {run})" if run else ""))
         ctx.store.add_event(ctx.job_id, "train_reattach", {"pod": ctx.pod_name})
-    elif job is not None and job.exit_code == 0 and run is not None and _completed(ctx, job.log_path):
-        ctx.say(f"training of run {run} already finished on {ctx.pod_name}")
+    elif job is not None and job.exit_code == 0 and (run is not None or before is not None) and _completed(
+        ctx, job.log_path
+    ):
+        ctx.say(f"training{f' of run {run}' if run else ''} already finished on {ctx.pod_name}")
     else:
-        if job is not None and job.running:  # a trainer whose run dir we never recorded: start clean
+        if job is not None and job.running:  # a trainer whose launch we never recorded: start clean
             ctx.remote.kill_job(TRAIN_JOB)
-        run = _launch(ctx, rendered, run)  # None: a fresh run, whose folder follow() finds
-    progress, run, code = follow(ctx, rendered, run)
+        run, before = _launch(ctx, rendered, run)  # run None: a fresh run, whose folder follow() finds
+    progress, run, code = follow(ctx, rendered, run, before or set())
     if code is None:
         _check_pod(ctx)
         raise TrainingError(f"the training on pod {ctx.pod_name} was killed (no exit code)",

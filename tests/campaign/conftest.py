@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ from typing import Any
 import pytest
 from helpers import CLI, PIPELINE_FAST_ENV, live_pods, wait_until
 
-__all__ = ["cli", "live_pods", "max_overlap", "start_cli", "wait_until", "write_campaign"]
+__all__ = ["cli", "live_pods", "max_overlap", "pods_by_job", "start_cli", "wait_until", "write_campaign"]
 
 FAST_ENV = {**PIPELINE_FAST_ENV, "PISTACHIO_CAMPAIGN_POLL_S": "0.3", "PISTACHIO_CAMPAIGN_STOP_GRACE_S": "30"}
 
@@ -66,3 +68,21 @@ def max_overlap(admin) -> int:  # type: ignore[no-untyped-def]
         cur += delta
         best = max(best, cur)
     return best
+
+
+def pods_by_job(admin) -> dict[str, list[dict]]:  # type: ignore[no-untyped-def]
+    """The sandbox's pods per campaign job (pod names are pistachio-job-<job>-<random>), each job's in creation order.
+
+    Asserts that no two pods of one job ever billed at the same time: a replaced pod (one that was slow to answer
+    SSH, or died) is terminated before its successor is created, so a job never pays for two pods at once.
+    """
+    jobs: dict[str, list[dict]] = {}
+    for pod in sorted(admin.pods(), key=lambda p: p["created_at"]):
+        match = re.fullmatch(r"pistachio-job-(.+)-[0-9a-f]{6}", pod["name"])
+        assert match, f"not a job pod: {pod['name']}"
+        jobs.setdefault(match.group(1), []).append(pod)
+    for job, pods in jobs.items():
+        for a, b in itertools.pairwise(pods):
+            assert a["terminated_at"] is not None and a["terminated_at"] <= b["created_at"], \
+                f"two pods of {job} billed at once: {a['name']} and {b['name']}"
+    return jobs

@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from .conftest import cli, live_pods, max_overlap, start_cli, wait_until, write_campaign
+from .conftest import cli, live_pods, max_overlap, pods_by_job, start_cli, wait_until, write_campaign
 
 pytestmark = pytest.mark.slow
 SLOW_TRAINER = {"standin": {"trainer": {"seconds_per_step": 1.5}}}
@@ -21,8 +21,9 @@ def test_four_jobs_complete_two_at_a_time_under_budget_and_the_ledger_matches_bi
     done = cli("campaign", "run", str(camp))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "complete: 4/4 done" in done.stdout
-    pods = sandbox_admin.pods()
-    assert len(pods) == 4 and live_pods(sandbox_admin) == []
+    # one pod per job, or more when one was replaced (slow to answer SSH on a loaded machine): every one terminated
+    by_job = pods_by_job(sandbox_admin)
+    assert sorted(by_job) == ["char0", "char1", "char2", "char3"] and live_pods(sandbox_admin) == []
     assert max_overlap(sandbox_admin) == 2  # concurrency 2: used, never exceeded
     billed = sandbox_admin.billing()
     assert 0 < sum(billed.values()) <= 1.0
@@ -33,7 +34,8 @@ def test_four_jobs_complete_two_at_a_time_under_budget_and_the_ledger_matches_bi
     assert report.returncode == 0, report.stderr
     rows = list(csv.DictReader(out.open()))
     assert sorted(r["job"] for r in rows) == ["char0", "char1", "char2", "char3"]
-    assert all(r["campaign"] == "test-camp" and r["status"] == "done" and r["pods"] == "1" for r in rows)
+    assert all(r["campaign"] == "test-camp" and r["status"] == "done" for r in rows)
+    assert all(1 <= int(r["pods"]) <= len(by_job[r["job"]]) for r in rows)
     ledger_total = sum(float(r["billed_usd"]) for r in rows)
     assert ledger_total == pytest.approx(sum(billed.values()), rel=0.01)
     from pistachio_infra.state import Store
@@ -58,7 +60,7 @@ def test_four_jobs_complete_two_at_a_time_under_budget_and_the_ledger_matches_bi
     again = cli("campaign", "run", str(camp))  # nothing left to do: resumes, rents nothing
     assert again.returncode == 0, again.stdout + again.stderr
     assert "resuming (4 of 4 jobs done)" in again.stdout
-    assert len(sandbox_admin.pods()) == 4
+    assert len(sandbox_admin.pods()) == sum(len(pods) for pods in by_job.values())
 
 
 def test_a_budget_too_small_is_refused_at_plan_time_naming_what_fits(sandbox, sandbox_admin, tmp_path):
@@ -82,9 +84,11 @@ def test_a_budget_exhausted_mid_run_stops_work_and_terminates_every_pod(sandbox_
     run = cli("campaign", "run", str(camp))
     assert run.returncode != 0, run.stdout
     assert "stopped: reached its allowance" in run.stdout or "budget exhausted" in run.stdout
-    # a job stopped for money is not retried, and nothing starts once the budget is committed
-    assert run.stdout.count(": started") == len(admin.pods()) <= 3
-    assert "retrying" not in run.stdout
+    # a job stopped for money is not retried, and nothing starts once the budget is committed; a job's pod may have
+    # been replaced (slow to answer SSH on a loaded machine), never two of them at once
+    started = run.stdout.count(": started")
+    assert 1 <= started <= 3 and "retrying" not in run.stdout
+    assert len(pods_by_job(admin)) == started
     assert live_pods(admin) == []
     assert sum(admin.billing().values()) <= budget
 

@@ -169,3 +169,47 @@ def test_the_job_budget_caps_the_pods_watchdog_runtime(sandbox, sandbox_admin, t
     assert pod.watchdog_deadline is not None
     assert pod.watchdog_deadline - pod.created_at <= cap_s + 5
     assert live_pods(sandbox_admin) == []
+
+
+def _pod_runs(admin) -> list[Path]:  # type: ignore[no-untyped-def]
+    """DiffusionPipe run folders (output_dir/<timestamp>) on the sandbox's pods, read from their workspaces."""
+    return sorted(d for p in admin.pods() for d in Path(p["workspace"]).glob("**/jobs/pip/output/*") if d.is_dir())
+
+
+def test_a_trainer_that_makes_its_run_folder_before_the_client_looks_is_followed(sandbox, sandbox_admin, tmp_path,
+                                                                                 state):
+    """The run-folder race, made certain: the CLI is held right after the launch until the trainer has created its
+    run folder. A client that lists the "folders from before" only after the launch takes the new one for an old one
+    ("DiffusionPipe created no run folder") after a complete, paid training."""
+    project = write_project(tmp_path / "proj")
+    release = tmp_path / "release"
+    hold = {"PISTACHIO_PAUSE_AT": f"train-launched:@{release}"}
+    proc = start_cli("train", "pip", "--project", str(project), env=hold)
+    try:
+        runs = wait_until(lambda: _pod_runs(sandbox_admin), 180, "the trainer's run folder", proc)
+        release.touch()
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            kill(proc)
+    assert proc.returncode == 0, out
+    assert state.result("train")["run"] == runs[0].name
+    assert live_pods(sandbox_admin) == []
+
+
+def test_a_client_killed_right_after_the_launch_reattaches_to_that_training(sandbox, sandbox_admin, tmp_path, state):
+    """Killed before it recorded the run folder: the rerun still knows which folders predate its launch, so it
+    follows the training it started instead of killing it and training again."""
+    project = write_project(tmp_path / "proj")
+    release = tmp_path / "release"
+    hold = {"PISTACHIO_PAUSE_AT": f"train-launched:@{release}"}
+    proc = start_cli("train", "pip", "--project", str(project), env=hold)
+    try:
+        runs = wait_until(lambda: _pod_runs(sandbox_admin), 180, "the trainer's run folder", proc)
+    finally:
+        kill(proc)
+    done = cli("train", "pip", "--project", str(project), env={"PISTACHIO_PAUSE_AT": ""})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "re-attaching to the training" in done.stdout or "already finished" in done.stdout
+    assert state.result("train")["run"] == runs[0].name and len(state.events("train_launch")) == 1
+    assert live_pods(sandbox_admin) == []

@@ -23,8 +23,7 @@ CHILD = textwrap.dedent(
             finally:
                 with shielded("tearing down"):
                     print("teardown started", flush=True)
-                    for _ in range(15):
-                        time.sleep(0.1)
+                    sys.stdin.readline()  # the teardown lasts until the test has sent its signals
                     print("teardown finished", flush=True)
     try:
         work_then_teardown()
@@ -38,10 +37,19 @@ CHILD = textwrap.dedent(
 
 def start_child():
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ
+        [sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=os.environ,
     )
     assert proc.stdout.readline().strip() == "working"
     return proc
+
+
+def wait_noted(proc) -> str:  # type: ignore[no-untyped-def]
+    """Read the child's stderr up to its next "received: still tearing down; it finishes first" line."""
+    while line := proc.stderr.readline():
+        if "it finishes first" in line:
+            return line
+    raise AssertionError(f"the child ended (exit {proc.wait()}) before it noted the signal")
 
 
 @pytest.mark.parametrize(
@@ -57,29 +65,29 @@ def test_later_signals_do_not_skip_the_teardown(signals, exit_line, code):
     proc.send_signal(signals[0])
     assert proc.stdout.readline().strip() == "teardown started"
     for sig in signals[1:]:  # Ctrl-C again (and again) while the pod is being terminated
-        time.sleep(0.2)
         proc.send_signal(sig)
-    out, err = proc.communicate(timeout=20)
+        assert signal.Signals(sig).name in wait_noted(proc)
+    out, _ = proc.communicate("\n", timeout=20)  # the teardown ends
     assert out.splitlines() == ["teardown finished", exit_line]
     assert proc.returncode == code
-    assert "it finishes first" in err
 
 
 def test_a_second_signal_right_after_the_first_cannot_skip_teardown():
     proc = start_child()
     proc.send_signal(signal.SIGINT)
     proc.send_signal(signal.SIGINT)  # no pause: lands while the first is still unwinding
-    out, _ = proc.communicate(timeout=20)
+    out, _ = proc.communicate("\n", timeout=20)  # (two signals that close together may arrive as one)
     assert out.splitlines() == ["teardown started", "teardown finished", "exit: KeyboardInterrupt"]
 
 
 def test_signal_during_a_clean_teardown_stops_the_program_after_it():
     from pistachio_infra.signals import interruptible, shielded
 
+    before = signal.getsignal(signal.SIGINT)  # SIG_IGN when the test runner was started in the background
     done = []
     with pytest.raises(KeyboardInterrupt), interruptible(), shielded():
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.05)
         done.append("teardown")
     assert done == ["teardown"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGINT) is before  # handlers restored

@@ -61,9 +61,9 @@ def test_max_runtime_terminates_the_pod_even_with_the_client_attached(sandbox, s
 def test_client_gone_terminates_only_after_the_running_job_ends(sandbox, sandbox_admin, volume):
     policy = WatchdogPolicy(max_runtime_s=600, idle_s=2, heartbeat_s=0.5, poll_s=0.5)
     with closing(Store()) as store, pod_session(spec(volume), policy=policy, models=None, store=store) as s:
+        started = time.monotonic()  # before the job starts: the pod may only go once the job's 6 s are over
         s.remote.start_detached("train", "sleep 6")
         s.heartbeat.stop()  # the client stops attending (as if its laptop closed)
-        started = time.monotonic()
         time.sleep(4)
         assert not gone(sandbox_admin, s.pod.id), "terminated while a job was running"
         wait_until(lambda: gone(sandbox_admin, s.pod.id), 30, "the idle rule to terminate the pod")

@@ -124,7 +124,7 @@ def test_follow_gives_up_when_the_pod_stays_unreachable(remote, pod):
     started = time.monotonic()
     with pytest.raises(SshNotReadyError, match=r"did not become ready within 1\.5s"):
         remote.follow("orphan", on_output=lambda _: None, poll=0.05, reconnect_timeout=1.5)
-    assert time.monotonic() - started < 8
+    assert time.monotonic() - started < 30  # gave up after its 1.5 s (with slack for a loaded machine)
 
 
 def test_follow_unknown_job_is_an_error(remote):

@@ -6,16 +6,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from pistachio_infra.sandbox.image import PodImage
 
 STANDINS = Path(__file__).resolve().parents[2] / "pistachio_infra" / "sandbox" / "standins"
-
-
-@pytest.fixture(scope="session")
-def pod_image(tmp_path_factory) -> PodImage:
-    return PodImage.ensure(tmp_path_factory.getbasetemp() / "pod-image-cache")
 
 
 def run(image: PodImage, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

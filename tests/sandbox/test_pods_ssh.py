@@ -12,15 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pistachio_infra.sandbox.image import PodImage
 from pistachio_infra.sandbox.podhost import PodHost, PodStartError, namespaces_work, pod_user
 
 ISOLATIONS = ["namespace", "session"] if namespaces_work() else ["session"]
-
-
-@pytest.fixture(scope="session")
-def pod_image(tmp_path_factory) -> PodImage:
-    return PodImage.ensure(tmp_path_factory.getbasetemp() / "pod-image-cache")
 
 
 @pytest.fixture(scope="session")

@@ -18,11 +18,6 @@ from pistachio_infra.sandbox.standins import build_repos
 MODEL = "fancyfeast/llama-joycaption-alpha-two-hf-llava"
 
 
-@pytest.fixture(scope="session")
-def pod_image(tmp_path_factory) -> PodImage:
-    return PodImage.ensure(tmp_path_factory.getbasetemp() / "pod-image-cache")
-
-
 @pytest.fixture(scope="module")
 def captioner(tmp_path_factory) -> Path:
     pins = build_repos(tmp_path_factory.mktemp("git"))

@@ -26,11 +26,6 @@ RUN_DIR = re.compile(r"^\d{8}_\d{2}-\d{2}-\d{2}$")
 FAST = {"seconds_per_step": 0.0, "seconds_per_eval": 0.0, "noise": 0.0}
 
 
-@pytest.fixture(scope="session")
-def pod_image(tmp_path_factory) -> PodImage:
-    return PodImage.ensure(tmp_path_factory.getbasetemp() / "pod-image-cache")
-
-
 @pytest.fixture(scope="module")
 def repos(tmp_path_factory):
     return build_repos(tmp_path_factory.mktemp("git"))
