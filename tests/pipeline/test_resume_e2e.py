@@ -30,7 +30,7 @@ def _kill_at(project, state, stage: str) -> str:
 CHAINS = {
     "pod-setup": ["provision", "bootstrap", "upload", "caption", "split"],
     "training": ["render", "train", "select", "harvest"],
-    "finish": ["install", "teardown", "report"],
+    "finish": ["teardown", "install", "report"],  # the pod ends before the LoRA is installed
 }
 
 
