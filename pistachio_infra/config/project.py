@@ -56,6 +56,8 @@ class ProjectSettings(_Strict):
     name: str = Field(min_length=1, max_length=80)
     state_dir: Path | None = None  # default: the platform's user state dir (PISTACHIO_HOME overrides both)
     comfyui_loras_dir: str | None = None  # local folder, or a remote location (URL form) left to the installer
+    # durable results: each job's LoRA, card and report go to the private HF repo <hf_namespace>/<job>-lora
+    hf_namespace: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
     @field_validator("state_dir")
     @classmethod

@@ -154,6 +154,8 @@ def preflight(req: TrainRequest) -> tuple[Any, Any, tuple[str, ...], str]:
         render_job(job, cls, WorkspaceLayout(), train_images=len(dataset.train))
     if job.wandb_enabled:
         get_secret("WANDB_API_KEY", required=True)
+    if req.project is not None and req.project.project.hf_namespace:
+        get_secret("HF_TOKEN", required=True)  # publishing needs it: refused before any pod exists
     cloud = resolve_cloud()  # RUNPOD_API_KEY (or the sandbox)
     files = [(i.name, i.sha256, bool(i.caption) and not req.recaption) for i in dataset.usable]
     captions = {i.name: i.caption for i in dataset.usable if i.caption and not req.recaption}
@@ -225,6 +227,12 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
         ctx.say(f"[yellow]warning:[/yellow] {warning}")
     ctx.say(f"preflight ok: {len(dataset.usable)} images ({len(dataset.train)} train / {len(dataset.eval)} eval), "
             f"GPU {' → '.join(classes)}")
+    from .publish import destination
+
+    repo_id = destination(ctx)
+    ctx.say(f"durable result: the private HF repo {repo_id}" if repo_id else
+            "no durable destination (set hf_namespace in pistachio.toml's [project]): the LoRA lives on this "
+            "machine only, so stay attached until the run ends")
     try:
         _drive(ctx)
     except KeyboardInterrupt:
@@ -237,7 +245,7 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
         raise
     chosen, harvested = stages.get(SelectDone), stages.get(HarvestDone)
     installed, report = stages.get(InstallDone), stages.get(ReportDone)
-    assert chosen and harvested and installed and report, "the table ends with select, harvest, install, report"
+    assert chosen and harvested and installed and report, "the table has select, harvest, install and report"
     store.finish_job(job_id, "done", {"report": report.path, "lora": harvested.path, "billed_usd": report.billed_usd})
     return TrainResult(
         job_id=job_id, run_folder=ctx.run_folder, report=Path(report.path), lora=Path(harvested.path),

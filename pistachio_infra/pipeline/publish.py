@@ -13,8 +13,13 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import PistachioError
+from .results import PublishDone
+
+if TYPE_CHECKING:
+    from .context import RunContext
 
 LORA_FILE = "adapter_model.safetensors"
 CONFIG_FILE = "adapter_config.json"
@@ -130,6 +135,47 @@ def pull(repo_id: str, dest: Path, *, token: str | None, endpoint: str | None = 
     if not lora.is_file():
         raise PublishError(f"{repo_id} holds no {LORA_FILE}", "the run did not finish publishing; rerun `train`")
     return lora
+
+
+def destination(ctx: RunContext) -> str | None:
+    """The job's HF repo id, or None when the project names no hf_namespace."""
+    namespace = ctx.project.project.hf_namespace if ctx.project is not None else None
+    return repo_id_for(namespace, ctx.job.name) if namespace else None
+
+
+def publish_run(ctx: RunContext) -> PublishDone:
+    """The `publish` stage: the chosen adapter, its config, the report folder and the card to the job's repo."""
+    from ..credentials import get_secret
+    from .results import HarvestDone, SelectDone
+
+    repo_id = destination(ctx)
+    if repo_id is None:
+        return PublishDone()
+    chosen, harvested = ctx.stages.get(SelectDone), ctx.stages.get(HarvestDone)
+    assert chosen is not None and harvested is not None, "publish follows select and harvest"
+    token = get_secret("HF_TOKEN", required=True)
+    assert token is not None
+    job = ctx.job
+    facts = CardFacts(
+        job=job.name, character=job.character, trigger=job.trigger, base_model=BASE_MODEL, step=chosen.step,
+        checkpoint=chosen.checkpoint, verdict=chosen.verdict, why=chosen.message, eval_loss=chosen.eval_loss,
+        settings=tuple((k, str(v)) for k, v in (
+            ("rank", job.rank), ("learning rate", job.lr), ("epochs", job.epochs), ("max steps", job.max_steps),
+            ("resolutions", job.resolutions), ("checkpoints saved", job.checkpoints),
+            ("GPU", ctx.gpu_class), ("seed", job.seed), ("eval split", job.eval_split),
+        ) if v is not None),
+        loss_plot="loss.png" if (ctx.run_folder / "loss.png").is_file() else None,
+    )
+    lora = Path(harvested.path)
+    config = lora.with_name(f"{lora.stem}.adapter_config.json")
+    staging = ctx.work_dir / "publish"
+    shutil.rmtree(staging, ignore_errors=True)
+    folder = bundle(staging, lora=lora, adapter_config=config, report_folder=ctx.run_folder, card=model_card(facts))
+    commit = publish(folder, repo_id, token=token, endpoint=ctx.cloud.hf_endpoint,
+                     message=f"{job.name}: step {chosen.step} ({chosen.verdict})")
+    shutil.rmtree(staging, ignore_errors=True)
+    ctx.say(f"[green]published[/green] {repo_id} (private, commit {commit[:10]})")
+    return PublishDone(repo=repo_id, commit=commit)
 
 
 def bundle(dest: Path, *, lora: Path, adapter_config: Path | None, report_folder: Path | None, card: str) -> Path:

@@ -132,6 +132,12 @@ class ReportDone(StageResult):
     billed_usd: float = 0.0
 
 
+@dataclass(frozen=True, kw_only=True)
+class PublishDone(StageResult):
+    repo: str | None = None  # None: no durable destination configured (the LoRA lives on this machine only)
+    commit: str | None = None
+
+
 R = TypeVar("R", bound=StageResult)
 
 

@@ -21,6 +21,7 @@ from .results import (
     InstallDone,
     PreflightDone,
     ProvisionDone,
+    PublishDone,
     R,
     RenderDone,
     ReportDone,
@@ -131,6 +132,12 @@ def _report(ctx: RunContext) -> ReportDone:
     return ReportDone(path=str(write_run_report(ctx, billed)), billed_usd=billed)
 
 
+def _publish(ctx: RunContext) -> PublishDone:
+    from .publish import publish_run
+
+    return publish_run(ctx)
+
+
 TABLE: tuple[Row, ...] = (
     Row("preflight", Where.LOCAL, _preflight, PreflightDone),
     Row("provision", Where.POD, _provision, ProvisionDone, per_pod=True),
@@ -145,6 +152,7 @@ TABLE: tuple[Row, ...] = (
     Row("teardown", Where.LOCAL, _teardown, TeardownDone),
     Row("install", Where.LOCAL, _install, InstallDone),
     Row("report", Where.LOCAL, _report, ReportDone),
+    Row("publish", Where.LOCAL, _publish, PublishDone),  # the private HF repo, when hf_namespace is set
 )
 _BY_NAME = {r.name: r for r in TABLE}
 _BY_RESULT = {r.result: r for r in TABLE}
