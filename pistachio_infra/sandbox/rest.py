@@ -7,6 +7,7 @@ status codes; request bodies are validated against the spec's schemas (422 with 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -18,8 +19,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import openapi
-from .billing import BUCKETS, pod_billing_report
-from .catalog import availability_level
+from .billing import BUCKETS, WindowError, pod_billing_report
+from .catalog import availability_level, cuda_key
 from .cloud import ACTIONS, ACTIVE, PUBLIC_IP, SERVER_ERROR, ApiError, PodSpec, Principal, SandboxCloud
 from .podhost import pod_user
 from .store import PodRecord, TemplateRecord, VolumeRecord
@@ -166,15 +167,28 @@ def gpu_json(cloud: SandboxCloud, gpu_id: str, request: Request, free: dict[str,
         "pool": gpu.pool,
         "manufacturer": gpu.manufacturer,
         "memory": gpu.memory,
-        "secure": True,
-        "community": True,
+        "secure": bool(gpu.stock),
+        "community": bool(gpu.community_stock),
         "price": price,
         "maxCount": {"secure": gpu.max_count, "community": gpu.max_count},
     }
     if "AVAILABILITY" in csv_param(request, "include"):
         count = int(request.query_params.get("count", "1"))
-        per_dc = free[gpu.id]
-        levels = {dc: availability_level(n) if n >= count else "NONE" for dc, n in per_dc.items()}
+        dcs = cloud.catalog.datacenters
+        countries = set(csv_param(request, "countryCodes"))
+        exact = set(csv_param(request, "cudaVersions"))
+        floor = request.query_params.get("minCudaVersion")
+
+        def cuda_ok(version: str) -> bool:
+            if exact:
+                return version in exact
+            if floor:  # a bare major means any release of it
+                return cuda_key(version)[: len(cuda_key(floor))] >= cuda_key(floor)
+            return True
+
+        per_dc = {dc: n for dc, n in free[gpu.id].items() if not countries or dcs[dc].country in countries}
+        levels = {dc: availability_level(n) if n >= count and cuda_ok(dcs[dc].cuda) else "NONE"
+                  for dc, n in per_dc.items()}
         best = max((n for dc, n in per_dc.items() if levels[dc] != "NONE"), default=0)
         out["availability"] = availability_level(best)
         offered = [
@@ -186,7 +200,9 @@ def gpu_json(cloud: SandboxCloud, gpu_id: str, request: Request, free: dict[str,
             out["dataCenters"] = offered
         versions: dict[str, bool] = {}
         for dc in per_dc:
-            version = cloud.catalog.datacenters[dc].cuda
+            version = dcs[dc].cuda
+            if exact and version not in exact:
+                continue
             versions[version] = versions.get(version, False) or levels[dc] != "NONE"
         out["cudaVersions"] = [{"version": v, "available": a} for v, a in sorted(versions.items())]
     return out
@@ -272,33 +288,43 @@ class RestApi:
         return run
 
     def routes(self) -> list[Route]:
-        e = self.endpoint
-        return [
-            Route("/v2/pods", e(self.list_pods), methods=["GET"]),
-            Route("/v2/pods", e(self.create_pod, "CreatePodRequest"), methods=["POST"]),
-            Route("/v2/pods/{id}", e(self.get_pod), methods=["GET"]),
-            Route("/v2/pods/{id}", e(self.update_pod, "UpdatePodRequest"), methods=["PATCH"]),
-            Route("/v2/pods/{id}", e(self.delete_pod), methods=["DELETE"]),
-            Route("/v2/pods/{id}/action", e(self.pod_action, "PodActionRequest"), methods=["POST"]),
-            Route("/v2/network-volumes", e(self.list_volumes), methods=["GET"]),
-            Route("/v2/network-volumes", e(self.create_volume, "CreateNetworkVolumeRequest"), methods=["POST"]),
-            Route("/v2/network-volumes/{id}", e(self.get_volume), methods=["GET"]),
-            Route("/v2/network-volumes/{id}", e(self.update_volume, "UpdateNetworkVolumeRequest"),
-                  methods=["PATCH"]),
-            Route("/v2/network-volumes/{id}", e(self.delete_volume), methods=["DELETE"]),
-            Route("/v2/templates", e(self.list_templates), methods=["GET"]),
-            Route("/v2/templates", e(self.create_template, "CreateTemplateRequest"), methods=["POST"]),
-            Route("/v2/templates/{id}", e(self.get_template), methods=["GET"]),
-            Route("/v2/templates/{id}", e(self.update_template, "UpdateTemplateRequest"), methods=["PATCH"]),
-            Route("/v2/templates/{id}", e(self.delete_template), methods=["DELETE"]),
-            Route("/v2/catalog/gpus", e(self.list_gpus), methods=["GET"]),
-            Route("/v2/catalog/gpus/{id:path}", e(self.get_gpu), methods=["GET"]),
-            Route("/v2/catalog/datacenters", e(self.list_datacenters), methods=["GET"]),
-            Route("/v2/catalog/datacenters/{id}", e(self.get_datacenter), methods=["GET"]),
-            Route("/v2/account/ssh-keys", e(self.get_ssh_keys), methods=["GET"]),
-            Route("/v2/account/ssh-keys", e(self.put_ssh_keys, "UpdateSshKeysRequest"), methods=["PUT"]),
-            Route("/v2/billing/pods", e(self.pod_billing), methods=["GET"]),
+        """One Route per path serving all its methods, so a 405 names every allowed method in `Allow`."""
+        table: list[tuple[Any, ...]] = [
+            ("GET", "/v2/pods", self.list_pods),
+            ("POST", "/v2/pods", self.create_pod, "CreatePodRequest"),
+            ("GET", "/v2/pods/{id}", self.get_pod),
+            ("PATCH", "/v2/pods/{id}", self.update_pod, "UpdatePodRequest"),
+            ("DELETE", "/v2/pods/{id}", self.delete_pod),
+            ("POST", "/v2/pods/{id}/action", self.pod_action, "PodActionRequest"),
+            ("GET", "/v2/network-volumes", self.list_volumes),
+            ("POST", "/v2/network-volumes", self.create_volume, "CreateNetworkVolumeRequest"),
+            ("GET", "/v2/network-volumes/{id}", self.get_volume),
+            ("PATCH", "/v2/network-volumes/{id}", self.update_volume, "UpdateNetworkVolumeRequest"),
+            ("DELETE", "/v2/network-volumes/{id}", self.delete_volume),
+            ("GET", "/v2/templates", self.list_templates),
+            ("POST", "/v2/templates", self.create_template, "CreateTemplateRequest"),
+            ("GET", "/v2/templates/{id}", self.get_template),
+            ("PATCH", "/v2/templates/{id}", self.update_template, "UpdateTemplateRequest"),
+            ("DELETE", "/v2/templates/{id}", self.delete_template),
+            ("GET", "/v2/catalog/gpus", self.list_gpus),
+            ("GET", "/v2/catalog/gpus/{id:path}", self.get_gpu),
+            ("GET", "/v2/catalog/datacenters", self.list_datacenters),
+            ("GET", "/v2/catalog/datacenters/{id}", self.get_datacenter),
+            ("GET", "/v2/account/ssh-keys", self.get_ssh_keys),
+            ("PUT", "/v2/account/ssh-keys", self.put_ssh_keys, "UpdateSshKeysRequest"),
+            ("GET", "/v2/billing/pods", self.pod_billing),
         ]
+        by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+        for method, path, handler, *schema in table:
+            by_path.setdefault(path, {})[method] = self.endpoint(handler, *schema)
+
+        def dispatch(methods: dict[str, Callable[[Request], Awaitable[Response]]]):
+            async def run(request: Request) -> Response:
+                return await methods["GET" if request.method == "HEAD" else request.method](request)
+
+            return run
+
+        return [Route(path, dispatch(methods), methods=list(methods)) for path, methods in by_path.items()]
 
     # pods
 
@@ -409,23 +435,41 @@ class RestApi:
         bad = [p for p in product if p not in ("POD", "CLUSTER", "SERVERLESS")]
         if bad:
             raise ApiError(422, f"product: unsupported value {bad[0]!r}")
-        count = request.query_params.get("count", "1")
+        q = request.query_params
+        count = q.get("count", "1")
         if not count.isdigit() or int(count) < 1:
             raise ApiError(422, "count must be an integer ≥ 1")
-        if "count" in request.query_params and not include:
-            raise ApiError(400, "count is only valid with include=AVAILABILITY")
+        for name in ("count", "cloud", "countryCodes", "cudaVersions", "minCudaVersion"):
+            if name in q and not include:
+                raise ApiError(400, f"{name} is only valid with include=AVAILABILITY")
+        if q.get("cloud", "SECURE") not in ("SECURE", "COMMUNITY"):
+            raise ApiError(422, f"cloud: unsupported value {q['cloud']!r}; supported: SECURE, COMMUNITY")
+        if "cudaVersions" in q and "minCudaVersion" in q:
+            raise ApiError(400, "cudaVersions and minCudaVersion are mutually exclusive")
+        for name, pattern in (("countryCodes", r"[A-Z]{2}"), ("cudaVersions", r"[0-9]+\.[0-9]+")):
+            bad = [v for v in csv_param(request, name) if not re.fullmatch(pattern, v)]
+            if name in q and (bad or not csv_param(request, name)):
+                raise ApiError(422, f"{name}: malformed entry {(bad or [q[name]])[0]!r}")
+        if "minCudaVersion" in q and not re.fullmatch(r"[0-9]+(\.[0-9]+)?", q["minCudaVersion"]):
+            raise ApiError(422, f"minCudaVersion: malformed value {q['minCudaVersion']!r}")
 
     async def list_gpus(self, request, principal, body):
         self._check_catalog_params(request)
-        free = self.cloud.free_gpus()
-        return 200, {"gpus": [gpu_json(self.cloud, gid, request, free) for gid in self.cloud.catalog.gpus]}
+        free = self.cloud.free_gpus(request.query_params.get("cloud", "SECURE"))
+        gpus = [gpu_json(self.cloud, gid, request, free) for gid in self.cloud.catalog.gpus]
+        if "countryCodes" in request.query_params:  # a type with no data center in those countries drops out
+            countries = set(csv_param(request, "countryCodes"))
+            gpus = [g for g in gpus if any(self.cloud.catalog.datacenters[dc].country in countries
+                                           for dc in free[g["id"]])]
+        return 200, {"gpus": gpus}
 
     async def get_gpu(self, request, principal, body):
         self._check_catalog_params(request)
         gpu_id = request.path_params["id"]
         if gpu_id not in self.cloud.catalog.gpus:
             raise ApiError(404, f"GPU type {gpu_id!r} not found")
-        return 200, gpu_json(self.cloud, gpu_id, request, self.cloud.free_gpus())
+        return 200, gpu_json(self.cloud, gpu_id, request,
+                             self.cloud.free_gpus(request.query_params.get("cloud", "SECURE")))
 
     def _datacenters(self, request: Request) -> tuple[list[str], list[str]]:
         include = csv_param(request, "include")
@@ -485,14 +529,20 @@ class RestApi:
             if raw is None:
                 return None
             try:
-                return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+                value = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
             except ValueError:
-                raise ApiError(422, f"{name} must be an RFC 3339 date-time") from None
+                value = None
+            if value is None or value.tzinfo is None or "T" not in raw.upper():  # RFC 3339 needs both
+                raise ApiError(422, f"{name} must be an RFC 3339 date-time")
+            return value
 
-        report = pod_billing_report(
-            self.cloud.store.intervals(), time.time(), bucket=bucket, start=when("startTime"), end=when("endTime"),
-            last_n=int(last_n) if last_n else None, pod_id=q.get("podId"),
-        )
+        try:
+            report = pod_billing_report(
+                self.cloud.store.intervals(), time.time(), bucket=bucket, start=when("startTime"),
+                end=when("endTime"), last_n=int(last_n) if last_n else None, pod_id=q.get("podId"),
+            )
+        except WindowError as exc:
+            raise ApiError(400, str(exc)) from None
         return 200, report
 
 
