@@ -38,7 +38,7 @@ class GpuOffer:
     community: float
     min_bid: float  # lowest accepted spot bid per GPU-hour
     pool: str | None = None
-    stock: dict[str, int] = field(default_factory=dict)  # data center -> SECURE GPUs in the seed (before pods take some)
+    stock: dict[str, int] = field(default_factory=dict)  # data center -> SECURE GPUs in the seed (before use)
     community_stock: dict[str, int] = field(default_factory=dict)  # the same for COMMUNITY machines
 
     def price(self, cloud: str) -> float:

@@ -134,6 +134,7 @@ class PodSpec:
     min_vcpu: int = 1
     min_memory_gb: int = 1
     global_networking: bool = False
+    volume_mount_path: str | None = None
 
 
 ACTIONS = {
@@ -406,6 +407,7 @@ class SandboxCloud:
             min_vcpu=spec.min_vcpu,
             min_memory_gb=spec.min_memory_gb,
             global_networking=spec.global_networking,
+            volume_mount_path=spec.volume_mount_path,
             provision_until=now + self.scenario.timing.provision_s,
             last_status_change=f"Rented by User: {time.strftime('%a %b %d %Y %H:%M:%S GMT+0000', time.gmtime(now))}",
         )

@@ -68,6 +68,7 @@ class PodRecord:
     drop_after: float | None = None
     dropped: bool = False
     terminated_at: float | None = None
+    volume_mount_path: str | None = None  # GraphQL volumeMountPath as sent, echoed even without a volume
 
     @property
     def volume_id(self) -> str | None:
@@ -80,7 +81,7 @@ class PodRecord:
             return self.mounts["network"][0]["path"]
         if self.mounts.get("persistent"):
             return self.mounts["persistent"]["path"]
-        return "/workspace"
+        return self.volume_mount_path or "/workspace"
 
     @property
     def volume_gb(self) -> int:
