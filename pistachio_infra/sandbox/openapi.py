@@ -48,6 +48,19 @@ def _validator(schema_ref: str):
     return ecma(root, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
+def param_errors(method: str, path: str, name: str, value: Any) -> list[str]:
+    """Violations of the schema the spec gives query parameter `name` of `method path` (empty when valid)."""
+    from jsonschema import Draft202012Validator
+
+    for param in spec()["paths"][path][method.lower()].get("parameters", []):
+        if "$ref" in param:
+            param = spec()["components"]["parameters"][param["$ref"].rsplit("/", 1)[-1]]
+        if param.get("name") == name:
+            root = {"components": spec()["components"], **param["schema"]}
+            return [e.message for e in Draft202012Validator(root).iter_errors(value)]
+    return []
+
+
 def schema_ref(name: str) -> str:
     return f"#/components/schemas/{name}"
 

@@ -151,6 +151,16 @@ def template_from_body(body: dict[str, Any], base: TemplateRecord | None = None)
     return tpl
 
 
+def boolean_param(request: Request, name: str) -> bool | None:
+    """A boolean query parameter (`true`/`false`, once); anything else is a 422, as the spec types it."""
+    values = request.query_params.getlist(name)
+    if not values:
+        return None
+    if len(values) > 1 or values[0] not in ("true", "false"):
+        raise ApiError(422, f"{name} must be true or false")
+    return values[0] == "true"
+
+
 def csv_param(request: Request, name: str) -> list[str]:
     raw = request.query_params.get(name)
     return [v.strip() for v in raw.split(",") if v.strip()] if raw else []
@@ -329,6 +339,7 @@ class RestApi:
     # pods
 
     async def list_pods(self, request, principal, body):
+        boolean_param(request, "includeClusterPods")
         return 200, {"pods": [pod_json(self.cloud, p) for p in self.cloud.list_pods(principal)]}
 
     async def create_pod(self, request, principal, body):
@@ -476,17 +487,22 @@ class RestApi:
         bad = [i for i in include if i not in ("GPU_AVAILABILITY", "CPU_AVAILABILITY")]
         if bad:
             raise ApiError(422, f"include: unsupported value {bad[0]!r}")
+        for name in ("regions", "networkVolumeTypes", "compliance"):
+            if name in request.query_params:
+                errs = openapi.param_errors("GET", "/v2/catalog/datacenters", name, csv_param(request, name))
+                if errs or not csv_param(request, name):
+                    raise ApiError(422, f"{name}: {(errs or ['empty'])[0]}")
         regions = set(csv_param(request, "regions"))
         volume_types = set(csv_param(request, "networkVolumeTypes"))
         compliance = set(csv_param(request, "compliance"))
-        global_network = request.query_params.get("globalNetwork")
+        global_network = boolean_param(request, "globalNetwork")
         chosen = []
         for dc in self.cloud.catalog.datacenters.values():
             if regions and dc.region not in regions:
                 continue
             if not volume_types <= set(dc.volume_types) or not compliance <= set(dc.compliance):
                 continue
-            if global_network is not None and dc.global_network != (global_network.lower() == "true"):
+            if global_network is not None and dc.global_network != global_network:
                 continue
             chosen.append(dc.id)
         return chosen, include
@@ -501,6 +517,9 @@ class RestApi:
         if dc_id not in self.cloud.catalog.datacenters:
             raise ApiError(404, f"data center {dc_id!r} not found")
         include = csv_param(request, "include")
+        bad = [i for i in include if i not in ("GPU_AVAILABILITY", "CPU_AVAILABILITY")]
+        if bad or ("include" in request.query_params and not include):
+            raise ApiError(422, f"include: unsupported value {(bad or [''])[0]!r}")
         return 200, datacenter_json(self.cloud, dc_id, include, self.cloud.free_gpus())
 
     # account / billing
