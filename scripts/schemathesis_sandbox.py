@@ -12,12 +12,12 @@ import tempfile
 from pathlib import Path
 
 SPEC = Path(__file__).resolve().parent.parent / "pistachio_infra" / "sandbox" / "openapi-v2.json"
-OPERATIONS = (
-    "listPods createPod getPod updatePod deletePod podAction listNetworkVolumes createNetworkVolume "
-    "getNetworkVolume updateNetworkVolume deleteNetworkVolume listTemplates createTemplate getTemplate "
-    "updateTemplate deleteTemplate listGpuTypes getGpuType listDataCenters getDataCenter getSshKeys "
-    "updateSshKeys listPodBilling"
-).split()
+OPERATIONS = [
+    "listPods", "createPod", "getPod", "updatePod", "deletePod", "podAction", "listNetworkVolumes",
+    "createNetworkVolume", "getNetworkVolume", "updateNetworkVolume", "deleteNetworkVolume",
+    "listTemplates", "createTemplate", "getTemplate", "updateTemplate", "deleteTemplate", "listGpuTypes",
+    "getGpuType", "listDataCenters", "getDataCenter", "getSshKeys", "updateSshKeys", "listPodBilling",
+]
 ALL_CHECKS = ("not_a_server_error,response_schema_conformance,status_code_conformance,positive_data_acceptance,"
               "negative_data_rejection")
 
