@@ -414,9 +414,15 @@ class SandboxCloud:
         self._bind_pod_faults(pod)
         self.store.save_pod(pod)
         self.store.open_interval(pod.id, now, rate)
-        answer_500 = self.faults.take("create_500_after_create", lambda f: f["api"] in ("any", api)) is not None
+        answer_500 = self.created_500("pod", api)
         log.info("pod %s (%s) created in %s on %s x%d", pod.id, pod.name, dc_id, gpu.id, spec.gpu_count)
         return pod, answer_500
+
+    def created_500(self, resource: str, api: str) -> bool:
+        """Whether a create_500_after_create fault fires for this create: the caller answers 500 after creating."""
+        fault = self.faults.take("create_500_after_create",
+                                 lambda f: f["api"] in ("any", api) and f.params.get("resource", "pod") == resource)
+        return fault is not None
 
     def _bind_pod_faults(self, pod: PodRecord) -> None:
         if self.faults.take("stuck_provisioning"):

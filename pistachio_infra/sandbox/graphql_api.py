@@ -490,8 +490,14 @@ def m_save_template(ctx: Ctx, input: dict[str, Any] | None = None) -> dict[str, 
     tpl.registry = args.get("containerRegistryAuthId") or None
     if args.get("category"):
         tpl.category = args["category"]
-    save = ctx.cloud.save_template if existing else ctx.cloud.create_template
-    return template_gql(save(tpl, ctx.principal))
+    if existing:
+        return template_gql(ctx.cloud.save_template(tpl, ctx.principal))
+    made = template_gql(ctx.cloud.create_template(tpl, ctx.principal))
+    if ctx.cloud.created_500("template", "graphql"):
+        from graphql import GraphQLError
+
+        raise GraphQLError(SERVER_ERROR, extensions={"code": "INTERNAL_SERVER_ERROR"})
+    return made
 
 
 def m_delete_template(ctx: Ctx, templateName: str | None = None) -> None:

@@ -417,6 +417,8 @@ class RestApi:
 
     async def create_template(self, request, principal, body):
         tpl = self.cloud.create_template(template_from_body(body), principal)
+        if self.cloud.created_500("template", "rest"):
+            raise ApiError(500, SERVER_ERROR)
         return 201, template_json(tpl)
 
     async def get_template(self, request, principal, body):
