@@ -21,11 +21,11 @@ runner = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(runner)
 
 
-def test_sandbox_conforms_to_the_rest_v2_spec(sandbox_factory):
+def test_sandbox_conforms_to_the_rest_v2_spec(sandbox_factory, tmp_path):
     info = sandbox_factory({"rate_limit": {"per_minute": 1_000_000, "per_hour": 1_000_000, "per_day": 1_000_000}})
     cmd = runner.command(info, checks="not_a_server_error,response_schema_conformance,status_code_conformance,"
                                "negative_data_rejection")
     result = subprocess.run([*cmd, "-n", "3", "--max-time", "60", "-w", "1", "--seed", "18",
                              "--phases", "examples,coverage,fuzzing", "--no-color"],
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
