@@ -94,7 +94,7 @@ def _unshare_args() -> list[str]:
 # Arguments: hostname, workspace dir or "", start script or "", uid, gid, main command...
 NAMESPACE_INIT = """\
 set -e
-[ -z "$1" ] || echo "$1" > /proc/sys/kernel/hostname
+[ -z "$1" ] || echo "$1" 2>/dev/null > /proc/sys/kernel/hostname || true  # a read-only /proc/sys: host's name
 [ -z "$2" ] || mount --bind "$2" /workspace
 [ -z "$3" ] || mount --bind "$3" /start.sh
 shift 3
