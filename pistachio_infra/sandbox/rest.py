@@ -166,6 +166,14 @@ def csv_param(request: Request, name: str) -> list[str]:
     return [v.strip() for v in raw.split(",") if v.strip()] if raw else []
 
 
+def check_list_params(request: Request, *names: str) -> None:
+    """`name=` is the empty list (no filter); an empty entry in a non-empty list (`a,,b`, `,`) is malformed."""
+    for name in names:
+        raw = request.query_params.get(name)
+        if raw and any(not v.strip() for v in raw.split(",")):
+            raise ApiError(422, f"{name}: empty entry in {raw!r}")
+
+
 def gpu_json(cloud: SandboxCloud, gpu_id: str, request: Request, free: dict[str, dict[str, int]]) -> dict[str, Any]:
     gpu = cloud.catalog.gpus[gpu_id]
     price: dict[str, float] = {"secure": gpu.secure, "community": gpu.community}
@@ -436,6 +444,7 @@ class RestApi:
     # catalog
 
     def _check_catalog_params(self, request: Request) -> None:
+        check_list_params(request, "include", "product", "countryCodes", "cudaVersions")
         include = csv_param(request, "include")
         product = csv_param(request, "product")
         bad = [i for i in include if i != "AVAILABILITY"]
@@ -485,6 +494,7 @@ class RestApi:
                              self.cloud.free_gpus(request.query_params.get("cloud", "SECURE")))
 
     def _datacenters(self, request: Request) -> tuple[list[str], list[str]]:
+        check_list_params(request, "include", "regions", "networkVolumeTypes", "compliance")
         include = csv_param(request, "include")
         bad = [i for i in include if i not in ("GPU_AVAILABILITY", "CPU_AVAILABILITY")]
         if bad:
@@ -518,6 +528,7 @@ class RestApi:
         dc_id = request.path_params["id"]
         if dc_id not in self.cloud.catalog.datacenters:
             raise ApiError(404, f"data center {dc_id!r} not found")
+        check_list_params(request, "include")
         include = csv_param(request, "include")
         bad = [i for i in include if i not in ("GPU_AVAILABILITY", "CPU_AVAILABILITY")]
         if bad:
