@@ -313,6 +313,8 @@ def _create_body(r: PodRequest) -> dict[str, Any]:
         "env": dict(r.env),
         "startSsh": r.start_ssh,
     }
+    if r.args:
+        body["args"] = r.args
     if r.image:
         body["image"] = r.image
     if r.template_id:
