@@ -231,7 +231,7 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
 
     repo_id = destination(ctx)
     ctx.say(f"durable result: the private HF repo {repo_id}" if repo_id else
-            "no durable destination (set hf_namespace in pistachio.toml's [project]): the LoRA lives on this "
+            "no durable destination (set project.hf_namespace in pistachio.toml): the LoRA lives on this "
             "machine only, so stay attached until the run ends")
     try:
         _drive(ctx)
