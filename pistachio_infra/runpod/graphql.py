@@ -430,8 +430,11 @@ class GraphQLApi:
                 raise TransientError("saveTemplate answered no template", FIX_TRANSIENT)
             return _template(raw)
 
+        # names need not be unique: never adopt a template of this name that existed before this create
+        before = {x.id for x in self.list_templates() if x.name == t.name}
+
         def find(n: str) -> Template | None:
-            return next((x for x in self.list_templates() if x.name == n), None)
+            return next((x for x in self.list_templates() if x.name == n and x.id not in before), None)
 
         return retry.create_idempotently(create_once, find, t.name, self._policy)
 
