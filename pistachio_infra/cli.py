@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "down": ("pods", "down", "Terminate a pod (or --all)."),
     "reap": ("pods", "reap", "Find and terminate pods that no live job of ours is using."),
     "train": ("train", "train", "Images in, LoRA installed in ComfyUI out: the whole pipeline for one job."),
+    "pull": ("pull", "pull", "Install a job's published LoRA (its private HF repo) into ComfyUI, renting nothing."),
     "select": ("select", "select", "Choose the best checkpoint of a DiffusionPipe run by eval loss."),
     "campaign": ("campaign", "campaign", "Plan and run many LoRAs under one hard budget."),
     "cost": ("cost", "cost", "Estimated vs billed cost per job and campaign."),

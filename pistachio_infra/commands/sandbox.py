@@ -32,11 +32,15 @@ def sandbox() -> None:
 @HOME_OPTION
 @click.option("--scenario", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="TOML scenario: timings, stock, faults, trainer/captioner behaviour (see sandbox/scenario.py).")
-def up(home: Path | None, scenario: Path | None) -> None:
+@click.option("--log-requests", is_flag=True, default=False,
+              help="Write one debug line per API request to server.log (method, path or GraphQL operation, status, "
+                   "duration; never a key). Takes effect when this starts the server; also "
+                   "PISTACHIO_SANDBOX_LOG_REQUESTS=1.")
+def up(home: Path | None, scenario: Path | None, log_requests: bool) -> None:
     """Start the sandbox (or reuse the running one) and print its URLs and API key."""
     from ..sandbox import control
 
-    info = control.start(home, scenario)
+    info = control.start(home, scenario, log_requests=log_requests)
     _print_info(info, heading="sandbox running")
 
 

@@ -56,6 +56,8 @@ class ProjectSettings(_Strict):
     name: str = Field(min_length=1, max_length=80)
     state_dir: Path | None = None  # default: the platform's user state dir (PISTACHIO_HOME overrides both)
     comfyui_loras_dir: str | None = None  # local folder, or a remote location (URL form) left to the installer
+    # durable results: each job's LoRA, card and report go to the private HF repo <hf_namespace>/<job>-lora
+    hf_namespace: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
     @field_validator("state_dir")
     @classmethod
@@ -90,6 +92,9 @@ class Job(_Strict):
     seed: int = Field(default=42, ge=0)
     checkpoints: int = Field(default=16, ge=2, le=200)  # LoRAs saved (and evaluated) over the run
     save_every_n_steps: int | None = Field(default=None, ge=1)  # overrides the cadence derived from `checkpoints`
+    # DiffusionPipe's training-state checkpoint (checkpoint_every_n_minutes): a killed, preempted or lost run
+    # resumes from it (--resume_from_checkpoint) and loses at most this many minutes of training
+    checkpoint_minutes: float = Field(default=10, gt=0, le=1440)
     wandb_project: str | None = None
     wandb_run: str | None = None
     budget_usd: float | None = Field(default=None, gt=0)

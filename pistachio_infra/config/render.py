@@ -202,7 +202,7 @@ def render_job(
         cadence=cadence,
         epochs=job.epochs or EPOCHS_WHEN_ONLY_STEPS,
         eval_name=EVAL_NAME,
-        checkpoint_minutes=15 if job.interruptible else 60,
+        checkpoint_minutes=job.checkpoint_minutes,
         wandb_run=(job.wandb_run or job.name) if job.wandb_enabled else "",
     )
     train = _apply_overrides(train, job.overrides)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from ..config.render import RenderedConfigs, joycaption_argv
 from ..dataset.scan import MIN_IMAGES
@@ -23,6 +22,7 @@ from ..errors import PistachioError
 from ..pods.bootstrap import joycaption_python
 from ..pods.scripts import write_text_command
 from .context import RunContext
+from .results import CaptionDone, UploadDone
 
 DROP_FRACTION = 0.25
 CAPTION_JOB = "caption"
@@ -51,7 +51,7 @@ def local_captions(ctx: RunContext) -> list[str]:
     return sorted(p.name for p in ctx.captions_dir.glob("*.txt"))
 
 
-def upload(ctx: RunContext) -> dict[str, Any]:
+def upload(ctx: RunContext) -> UploadDone:
     remote = ctx.remote
     images_dir = str(ctx.job_layout.images_dir)
     images = {i.name for i in ctx.dataset.usable}
@@ -72,7 +72,7 @@ def upload(ctx: RunContext) -> dict[str, Any]:
         sent, size = sent + extra.sent, size + extra.bytes
     ctx.say(f"uploaded {len(images)} images and {len(keep_user) + len(from_run)} captions "
             f"({sent} files sent, {size / 1e6:.1f} MB; the rest already there)")
-    return {"images": len(images), "user_captions": len(keep_user), "sent": sent, "bytes": size}
+    return UploadDone(images=len(images), user_captions=len(keep_user), sent=sent, bytes=size)
 
 
 def _check(ctx: RunContext, names: list[str], staging: Path) -> dict[str, str]:
@@ -137,7 +137,7 @@ def _run_captioner(ctx: RunContext, rendered: RenderedConfigs, names: list[str],
             ctx.say(f"[dim]captioner: {line.strip()[:200]}[/dim]")
 
 
-def caption(ctx: RunContext, rendered: RenderedConfigs) -> dict[str, Any]:
+def caption(ctx: RunContext, rendered: RenderedConfigs) -> CaptionDone:
     import shutil
     import tempfile
 
@@ -175,8 +175,8 @@ def caption(ctx: RunContext, rendered: RenderedConfigs) -> dict[str, Any]:
         raise CaptionError(f"captions missing on the pod for {', '.join(missing[:5])}",
                            "rerun with --recaption to caption every image again")
     ctx.say(f"captions: {folder} (review or edit them; copy edited .txt files next to your images to keep them)")
-    return {"captioned": len(need) - len(dropped), "user_captions": len(keep_user), "dropped": dropped,
-            "folder": str(folder)}
+    return CaptionDone(captioned=len(need) - len(dropped), user_captions=len(keep_user), dropped=tuple(dropped),
+                       folder=str(folder))
 
 
 def _apply_policy(ctx: RunContext, names: list[str], failed: dict[str, str]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -12,7 +13,17 @@ from ..dataset.scan import DatasetReport
 from ..endpoints import Cloud
 from ..pods.layout import JobLayout, WorkspaceLayout
 from ..state import Store
+from .results import CaptionDone, ProvisionDone
 from .stages import Stages
+
+
+@dataclass(frozen=True)
+class PodRequest:
+    """What the pod of the run is rented with (from the command line)."""
+
+    max_hours: float = 12.0  # the pod's watchdog terminates it then, whatever happens
+    volume: bool | None = None  # mount the env stack's network volume (None: when there is one)
+    network_volume: tuple[str, str] | None = None  # (volume id, data center): this one instead of the env stack's
 
 
 @dataclass
@@ -30,6 +41,9 @@ class RunContext:
     started: datetime
     gpu_classes: tuple[str, ...]
     recaption: bool = False
+    preflight_s: float = 0.0
+    pod_request: PodRequest = field(default_factory=PodRequest)
+    pod_hold: ExitStack | None = None  # holds the pod session from provision to teardown
     session: Any = None  # teardown.PodSession while a pod is held
     notes: list[str] = field(default_factory=list)
     wandb_url: str | None = None
@@ -71,15 +85,16 @@ class RunContext:
         """The class actually rented (fallback may have changed it)."""
         if self.session is not None and self.session.ready.offer is not None:
             return self.session.ready.offer.gpu_class
-        rec = self.stages.result("provision")
-        return rec.get("gpu_class") or self.gpu_classes[0]
+        rec = self.stages.get(ProvisionDone)
+        return (rec.gpu_class if rec else None) or self.gpu_classes[0]
 
     # --- the dataset after captioning -------------------------------------------------------------------
 
     @property
     def image_names(self) -> list[str]:
         """Images that are trained on: the usable ones minus any the captioner could not caption (dropped)."""
-        dropped = set(self.stages.result("caption").get("dropped", []))
+        rec = self.stages.get(CaptionDone)
+        dropped = set(rec.dropped if rec else ())
         return [i.name for i in self.dataset.usable if i.name not in dropped]
 
     @property

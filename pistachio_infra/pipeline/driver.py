@@ -21,7 +21,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,8 +30,11 @@ from typing import Any
 from ..config.project import Job, Project
 from ..errors import ConfigError, PistachioError
 from ..state import Store
-from .context import RunContext
+from .context import PodRequest, RunContext
+from .results import Event, HarvestDone, InstallDone, ReportDone, SelectDone
 from .stages import Stages
+from .table import TABLE, Row, Where
+from .table import row as table_row
 
 MAX_LOST_PODS = 3  # pods lost (preempted) in one run before giving up
 DEFAULT_MAX_HOURS = 12.0
@@ -96,6 +99,25 @@ def job_lock(name: str) -> Iterator[None]:
         lock.release()
 
 
+def client_running(name: str) -> bool:
+    """Whether a client process on this machine holds the job's lock. The OS releases the lock of a process that
+    died (SIGKILL, a closed laptop), so a job recorded as running whose lock is free has no client."""
+    from filelock import FileLock, Timeout
+
+    from ..paths import state_dir
+
+    path = state_dir() / "locks" / f"{name}.lock"
+    if not path.is_file():
+        return False
+    lock = FileLock(str(path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
 # --- preflight ------------------------------------------------------------------------------------------------
 
 def auto_classes() -> tuple[str, ...]:
@@ -132,6 +154,8 @@ def preflight(req: TrainRequest) -> tuple[Any, Any, tuple[str, ...], str]:
         render_job(job, cls, WorkspaceLayout(), train_images=len(dataset.train))
     if job.wandb_enabled:
         get_secret("WANDB_API_KEY", required=True)
+    if req.project is not None and req.project.project.hf_namespace:
+        get_secret("HF_TOKEN", required=True)  # publishing needs it: refused before any pod exists
     cloud = resolve_cloud()  # RUNPOD_API_KEY (or the sandbox)
     files = [(i.name, i.sha256, bool(i.caption) and not req.recaption) for i in dataset.usable]
     captions = {i.name: i.caption for i in dataset.usable if i.caption and not req.recaption}
@@ -184,8 +208,6 @@ def _abandon(store: Store, cloud: Any, job_id: int, console: Any) -> None:
 
 def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
     from ..paths import state_dir
-    from . import finish
-    from .harvest import install
 
     t0 = time.time()
     console.print(f"[bold]{req.job.name}[/bold]: preflight", highlight=False)
@@ -197,22 +219,22 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
         dataset=dataset, run_folder=Path(spec["run_folder"]),
         work_dir=state_dir() / "work" / f"{req.job.name}-{job_id}",
         started=datetime.strptime(spec["stamp"], RUN_STAMP).replace(tzinfo=UTC),
-        gpu_classes=classes, recaption=req.recaption,
+        gpu_classes=classes, recaption=req.recaption, preflight_s=time.time() - t0,
+        pod_request=PodRequest(max_hours=req.max_hours, volume=req.volume, network_volume=req.network_volume),
     )
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     for warning in dataset.warnings:
         ctx.say(f"[yellow]warning:[/yellow] {warning}")
-    if not stages.is_done("preflight"):
-        store.stage_started(job_id, "preflight")
-        store.stage_done(job_id, "preflight", {"images": len(dataset.usable), "train": len(dataset.train),
-                                               "eval": len(dataset.eval), "classes": list(classes),
-                                               "seconds": round(time.time() - t0, 3)})
     ctx.say(f"preflight ok: {len(dataset.usable)} images ({len(dataset.train)} train / {len(dataset.eval)} eval), "
             f"GPU {' → '.join(classes)}")
+    from .publish import destination
+
+    repo_id = destination(ctx)
+    ctx.say(f"durable result: the private HF repo {repo_id}" if repo_id else
+            "no durable destination (set project.hf_namespace in pistachio.toml): the LoRA lives on this "
+            "machine only, so stay attached until the run ends")
     try:
-        _pod_phases(ctx, req)
-        _local_phases(ctx)
-        stages.run("install", lambda: install(ctx))
+        _drive(ctx)
     except KeyboardInterrupt:
         store.finish_job(job_id, "cancelled", {"error": "interrupted"})
         _cleanup(ctx)
@@ -221,229 +243,87 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
         store.finish_job(job_id, "failed", {"error": str(exc)[:500]})
         _cleanup(ctx)
         raise
-    _cleanup(ctx)
-    billed, _ = finish.record_costs(store, job_id)
-    report = Path(stages.run("report", lambda: {"path": str(finish.write_run_report(ctx, billed))})["path"])
-    chosen = stages.result("select")
-    harvested = stages.result("harvest")
-    store.finish_job(job_id, "done", {"report": str(report), "lora": harvested.get("path"), "billed_usd": billed})
+    chosen, harvested = stages.get(SelectDone), stages.get(HarvestDone)
+    installed, report = stages.get(InstallDone), stages.get(ReportDone)
+    assert chosen and harvested and installed and report, "the table has select, harvest, install and report"
+    store.finish_job(job_id, "done", {"report": report.path, "lora": harvested.path, "billed_usd": report.billed_usd})
     return TrainResult(
-        job_id=job_id, run_folder=ctx.run_folder, report=report, lora=Path(harvested["path"]),
-        installed=stages.result("install").get("installed"), verdict=chosen.get("verdict", ""),
-        step=int(chosen.get("step", 0)), billed_usd=billed, notes=ctx.notes,
+        job_id=job_id, run_folder=ctx.run_folder, report=Path(report.path), lora=Path(harvested.path),
+        installed=installed.installed, verdict=chosen.verdict, step=chosen.step, billed_usd=report.billed_usd,
+        notes=ctx.notes,
     )
 
 
-def _cleanup(ctx: RunContext) -> None:
-    """Terminate any pod of this job still live (normally none: pod_session already did) and record teardown."""
-    from ..signals import shielded
+def _drive(ctx: RunContext) -> None:
+    """Walk the stage table; a pod lost on the way (preempted, stopped) is replaced and the walk goes on."""
+    from .training import PodLost
 
-    with shielded("terminating the job's pods"):
-        live = ctx.store.pods(live_only=True, job_id=ctx.job_id)
-        if live:
-            from ..pods import PodLifecycle
-            from ..runpod import connect
+    lost = 0
+    while True:
+        try:
+            with ExitStack() as hold:
+                ctx.pod_hold = hold
+                _walk(ctx)
+            return
+        except PodLost as exc:
+            lost += 1
+            ctx.store.add_event(ctx.job_id, Event.POD_LOST, {"why": str(exc)})
+            if lost > MAX_LOST_PODS:
+                raise PistachioError(f"{lost} pods were lost during this run (last: {exc})",
+                                     "use an on-demand pod (interruptible = false) or retry later") from None
+            ctx.note(f"{exc}: renting a new pod and resuming")
+        finally:
+            ctx.pod_hold = None
 
-            lifecycle = PodLifecycle(connect(ctx.cloud), ctx.store, ctx.cloud, report=ctx.say)
-            for rec in live:
-                lifecycle.terminate(rec.name, "teardown: end of the run")
-        rec = ctx.stages.record("teardown")
-        if rec is None or rec.status != "done":
-            if rec is None:
-                ctx.store.stage_started(ctx.job_id, "teardown")
-            ctx.stages.done("teardown", {"pods": [p.name for p in ctx.store.pods(job_id=ctx.job_id)]})
+
+def _walk(ctx: RunContext) -> None:
+    """The one driver loop: every row of the table in order. Pod rows run on the session `provision` opened (set-up
+    rows only while the training is ahead); `teardown` ends it."""
+    stages = ctx.stages
+    for row in TABLE:
+        if row.name == "provision":
+            if _pod_needed(ctx):
+                _on_pod(ctx, row)
+        elif row.where is Where.POD and not stages.is_done("train"):
+            _on_pod(ctx, row)
+        elif row.per_pod:
+            continue  # pod set-up is needed only while the training is ahead
+        elif not stages.is_done(row.name):
+            if row.where is Where.POD:
+                _on_pod(ctx, row)
+            else:
+                stages.run(row.name, lambda row=row: row.run(ctx))
 
 
-def _needs_pod(ctx: RunContext) -> bool:
+def _on_pod(ctx: RunContext, row: Row) -> None:
+    from .podphase import pod_dead
+    from .training import PodLost
+
+    try:
+        ctx.stages.run(row.name, lambda: row.run(ctx), pod=ctx.pod_name if row.per_pod else None)
+    except PodLost:
+        raise
+    except Exception as exc:
+        if ctx.session is not None and pod_dead(ctx):
+            raise PodLost(f"pod {ctx.session.pod.id} stopped during the run ({exc})") from exc
+        raise
+
+
+def _pod_needed(ctx: RunContext) -> bool:
+    """Whether a pod must be rented: the training is ahead, or the chosen LoRA is neither harvested nor mirrored."""
     from .harvest import mirrored
 
+    if ctx.session is not None:
+        return False
     if not ctx.stages.is_done("train"):
         return True
     return not ctx.stages.is_done("harvest") and not mirrored(ctx)
 
 
-def _pod_phases(ctx: RunContext, req: TrainRequest) -> None:
-    from .harvest import select
-    from .training import PodLost
+def _cleanup(ctx: RunContext) -> None:
+    """After a failure or Ctrl-C: the teardown row (end the session, terminate the job's live pods)."""
+    from ..signals import shielded
 
-    lost = 0
-    while True:
-        if ctx.stages.is_done("train") and not ctx.stages.is_done("select"):
-            ctx.stages.run("select", lambda: select(ctx))
-        if not _needs_pod(ctx):
-            return
-        try:
-            _with_pod(ctx, req)
-            return
-        except PodLost as exc:
-            lost += 1
-            ctx.store.add_event(ctx.job_id, "pod_lost", {"why": str(exc)})
-            if lost > MAX_LOST_PODS:
-                raise PistachioError(f"{lost} pods were lost during this run (last: {exc})",
-                                     "use an on-demand pod (interruptible = false) or retry later") from None
-            ctx.note(f"{exc}: renting a new pod and resuming")
-
-
-def _local_phases(ctx: RunContext) -> None:
-    from .harvest import harvest, select
-
-    if not ctx.stages.is_done("select"):
-        ctx.stages.run("select", lambda: select(ctx))
-    if not ctx.stages.is_done("harvest"):
-        ctx.stages.run("harvest", lambda: harvest(ctx))
-
-
-def _pod_spec(ctx: RunContext, req: TrainRequest) -> Any:
-    from ..pods import PodSpec
-    from ..pods.sshkeys import public_key
-
-    volume_id, volume_dc = req.network_volume or _volume(req.volume)
-    return PodSpec(
-        purpose="job", label=ctx.job.name, gpu_classes=ctx.gpu_classes, public_key=public_key(), job_id=ctx.job_id,
-        data_centers=tuple(ctx.job.data_centers), network_volume_id=volume_id, network_volume_dc=volume_dc,
-        interruptible=ctx.job.interruptible,
-    )
-
-
-def _volume(wanted: bool | None) -> tuple[str | None, str | None]:
-    if wanted is False:
-        return None, None
-    from ..stacks import outputs
-
-    env = outputs()
-    if env is None:
-        if wanted:
-            raise ConfigError("--volume: no network volume exists (the env stack is not deployed)",
-                              "run `pistachio-infra env up` first, or use --no-volume")
-        return None, None
-    return env.volume_id, env.data_center_id
-
-
-def _models(ctx: RunContext) -> tuple[str, ...]:
-    """Base model always; the captioner only when something is left to caption."""
-    from .caption import user_captions
-
-    need_captions = not ctx.stages.is_done("caption") and len(user_captions(ctx)) < len(ctx.dataset.usable)
-    return (ctx.job.base_model, "joycaption-alpha-two") if need_captions else (ctx.job.base_model,)
-
-
-def _max_runtime_s(ctx: RunContext, req: TrainRequest, api: Any) -> float:
-    """The watchdog's hard limit: --max-hours, or less when the job's budget buys fewer hours on the dearest GPU
-    class it may fall back to (live prices), so even a lost client cannot spend more than the budget."""
-    limit = req.max_hours * 3600
-    budget = ctx.job.budget_usd
-    if not budget:
-        return limit
-    from ..pods.offers import live_offers
-
-    prices = [o.price_per_hr for o in live_offers(api, ctx.gpu_classes) if o.price_per_hr]
-    if not prices:
-        return limit
-    budget_s = budget / max(prices) * 3600
-    if budget_s < limit:
-        ctx.say(f"budget ${budget:.2f} at up to ${max(prices):.2f}/h: the pod's watchdog ends it after "
-                f"{budget_s / 3600:.2f} h at the latest")
-    return min(limit, budget_s)
-
-
-def _with_pod(ctx: RunContext, req: TrainRequest) -> None:
-    from ..pods.bootstrap import bootstrap
-    from ..pods.session import pod_session
-    from ..pods.watchdog import WatchdogPolicy, mark_harvested
-    from ..runpod import connect
-    from . import caption, prepare, training
-    from .harvest import harvest, select
-
-    stages = ctx.stages
-    api = connect(ctx.cloud, "graphql" if ctx.job.interruptible else "rest")  # REST v2 cannot rent spot pods
-    policy = WatchdogPolicy.from_env(max_runtime_s=_max_runtime_s(ctx, req, api))
-    spec = _pod_spec(ctx, req)
-    stages.start("provision")
-    try:
-        with pod_session(spec, policy=policy, models=None, reuse=True, cloud=ctx.cloud, api=api, store=ctx.store,
-                         report=ctx.say) as session:
-            ctx.session = session
-            offer = session.ready.offer
-            stages.done("provision", {
-                "pod": session.name, "pod_id": session.pod.id,
-                "gpu_class": offer.gpu_class if offer else stages.result("provision").get("gpu_class"),
-                "data_center": session.pod.data_center_id, "cost_per_hr": session.cost_per_hr,
-                "reused": session.ready.reused, "volume": session.pod.network_volume_id,
-            })
-            if offer is not None and offer.gpu_class != ctx.gpu_classes[0]:
-                ctx.note(f"rented {offer.gpu_class} (the first choice {ctx.gpu_classes[0]} had no capacity); "
-                         "configs are rendered for it")
-            pod = session.name
-            try:
-                if not stages.is_done("train"):
-                    stages.run("bootstrap", lambda: _bootstrap(ctx, bootstrap), pod=pod)
-                    stages.run("upload", lambda: caption.upload(ctx), pod=pod)
-                    stages.run("caption", lambda: caption.caption(ctx, prepare.rendered_for(ctx)))
-                    stages.run("split", lambda: prepare.split(ctx), pod=pod)
-                    stages.run("render", lambda: prepare.render(ctx), pod=pod)
-                    rendered = prepare.rendered_for(ctx)
-                    stages.run("train", lambda: training.train(ctx, rendered))
-                if not stages.is_done("select"):
-                    stages.run("select", lambda: select(ctx))
-                if not stages.is_done("harvest"):
-                    stages.run("harvest", lambda: harvest(ctx))
-                mark_harvested(session.remote)
-            except training.PodLost:
-                raise
-            except Exception as exc:
-                if _pod_dead(ctx):
-                    raise training.PodLost(f"pod {session.pod.id} stopped during the run ({exc})") from exc
-                raise
-            stages.start("teardown")
-    except BaseException as exc:
-        provision = stages.record("provision")
-        if ctx.session is None and provision is not None and provision.status == "running":
-            stages.failed("provision", exc)  # no pod became ready
-        raise
-    finally:
-        ctx.session = None
-        close = getattr(api, "close", None)
-        if close is not None:
-            close()
-
-
-def _bootstrap(ctx: RunContext, bootstrap: Any) -> dict[str, Any]:
-    models = _models(ctx)
-    ctx.say(f"bootstrapping {ctx.pod_name} (DiffusionPipe, joy-caption-batch, {', '.join(models)})")
-    report = bootstrap(ctx.remote, ctx.cloud, models=models, store=ctx.store, job_id=ctx.job_id,
-                       pod_name=ctx.pod_name)
-    done = [s["step"] for s in report.steps if s.get("status") == "done"]
-    ctx.say(f"bootstrap: {report.seconds:.1f}s" + (f" ({', '.join(done)})" if done else " (all cached)"))
-    return {"seconds": round(report.seconds, 2), "steps": report.steps, "models": list(models),
-            "lock": _environment(ctx, models)}
-
-
-def _environment(ctx: RunContext, models: tuple[str, ...]) -> dict[str, Any]:
-    """The environment the job runs in (rebuild.py): its lock digest and pins in state and report, the full lock
-    as runs/<job>/<stamp>/pistachio.lock (`rebuild --lock` of it recreates the pod), and drift from the project's
-    pistachio.lock when there is one."""
-    from ..lock.rebuild import current_lock_summary
-
-    project_lock = ctx.run_folder.parents[2] / "pistachio.lock"  # <base_dir>/runs/<job>/<stamp>
-    summary = current_lock_summary(ctx.remote, ctx.cloud, models=models, gpu_class=ctx.gpu_class,
-                                   pod_image=ctx.session.pod.image, project_lock=project_lock,
-                                   save_to=ctx.run_folder / "pistachio.lock")
-    ctx.store.add_event(ctx.job_id, "lock", summary)
-    drift = (summary.get("project_lock") or {}).get("drift")
-    if drift:
-        ctx.note(f"the pod differs from {project_lock} in {len(drift)} item(s) (first: {drift[0]}); "
-                 "`pistachio-infra rebuild` makes a pod exactly as the lock says")
-    return summary
-
-
-def _pod_dead(ctx: RunContext) -> bool:
-    from ..pods.lifecycle import DEAD
-    from ..runpod.port import RunPodApiError
-
-    if ctx.session is None:
-        return False
-    try:
-        pod = ctx.session.lifecycle.api.get_pod(ctx.session.pod.id)
-    except RunPodApiError:
-        return False
-    return pod is None or pod.status in DEAD
+    with shielded("terminating the job's pods"):
+        if not ctx.stages.is_done("teardown"):
+            ctx.stages.run("teardown", lambda: table_row("teardown").run(ctx))

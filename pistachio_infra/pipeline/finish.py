@@ -10,12 +10,13 @@ from typing import Any
 
 from ..state import Store
 from .context import RunContext
+from .results import BootstrapDone, CaptionDone, Event, HarvestDone, InstallDone, ProvisionDone, TrainDone
 
 
 def record_costs(store: Store, job_id: int) -> tuple[float, float]:
     """Billed cost of every pod of the job (cost_per_hr × seconds from create to gone) into the ledger; returns
     (billed USD, billed seconds). The estimate made at training start goes on the ledger row of the first pod."""
-    estimate = next((e["usd"] for e in reversed(store.events(job_id)) if e["kind"] == "estimate"), None)
+    estimate = estimated_cost(store, job_id)
     total_usd = total_s = 0.0
     for i, pod in enumerate(p for p in store.pods(job_id=job_id) if p.pod_id):
         end = pod.gone_at or time.time()
@@ -29,13 +30,14 @@ def record_costs(store: Store, job_id: int) -> tuple[float, float]:
 
 
 def estimated_cost(store: Store, job_id: int) -> float | None:
-    return next((e["usd"] for e in reversed(store.events(job_id)) if e["kind"] == "estimate"), None)
+    return next((e["usd"] for e in reversed(store.events(job_id)) if e["kind"] == Event.ESTIMATE), None)
 
 
 def environment_lock(ctx: RunContext) -> dict[str, Any]:
     from ..catalog import sources
 
-    recorded = ctx.stages.result("bootstrap").get("lock")
+    boot = ctx.stages.get(BootstrapDone)
+    recorded = boot.lock if boot is not None else None
     if recorded and "error" not in recorded:
         return recorded  # rebuild.current_lock_summary, recorded when the pod was bootstrapped
     pins: dict[str, Any] = {"image": sources().image.name}
@@ -51,14 +53,16 @@ def write_run_report(ctx: RunContext, billed_usd: float | None) -> Path:
     from .report import ReportData, report_dir, write_report
 
     sel = selection(ctx) if ctx.stages.is_done("train") else None
-    installed = ctx.stages.result("install").get("installed") or ctx.stages.result("harvest").get("path")
-    provision = ctx.stages.result("provision")
+    install, harvested = ctx.stages.get(InstallDone), ctx.stages.get(HarvestDone)
+    installed = (install.installed if install else None) or (harvested.path if harvested else None)
+    provision = ctx.stages.get(ProvisionDone) or ProvisionDone()
+    trained = ctx.stages.get(TrainDone)
     data = ReportData(
         job=ctx.job.name,
         character=ctx.job.character,
         trigger=ctx.job.trigger,
-        gpu_class=provision.get("gpu_class") or ctx.gpu_classes[0],
-        pod_id=provision.get("pod_id"),
+        gpu_class=provision.gpu_class or ctx.gpu_classes[0],
+        pod_id=provision.pod_id,
         gpu_requested=ctx.gpu_classes[0],
         selection=sel,
         configs=sorted((ctx.work_dir / "configs").glob("*.toml")),
@@ -68,7 +72,7 @@ def write_run_report(ctx: RunContext, billed_usd: float | None) -> Path:
         stage_seconds=ctx.stages.seconds(),
         lock=environment_lock(ctx),
         lora_path=installed,
-        wandb_url=ctx.wandb_url or ctx.stages.result("train").get("wandb_url"),
+        wandb_url=ctx.wandb_url or (trained.wandb_url if trained else None),
         started_at=ctx.started,
         finished_at=datetime.now(UTC),
         notes=[*ctx.notes, *_recorded_notes(ctx)],
@@ -85,13 +89,15 @@ def write_run_report(ctx: RunContext, billed_usd: float | None) -> Path:
 
 def _recorded_notes(ctx: RunContext) -> list[str]:
     notes = []
-    dropped = ctx.stages.result("caption").get("dropped") or []
+    captioned = ctx.stages.get(CaptionDone)
+    dropped = captioned.dropped if captioned else ()
     if dropped and not any("dropped" in n for n in ctx.notes):
         notes.append(f"dropped (no caption after a retry): {', '.join(dropped)}")
-    resumed = ctx.stages.result("train").get("resumed_at")
+    trained = ctx.stages.get(TrainDone)
+    resumed = trained.resumed_at if trained else None
     if resumed:
         notes.append(f"training resumed from the checkpoint at step {resumed}")
-    lost = [e for e in ctx.store.events(ctx.job_id) if e["kind"] == "pod_lost"]
+    lost = [e for e in ctx.store.events(ctx.job_id) if e["kind"] == Event.POD_LOST]
     if lost:
         notes.append(f"{len(lost)} pod(s) lost during the run (preempted or stopped); a new pod took over each time")
     return notes

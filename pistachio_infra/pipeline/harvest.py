@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
 from ..errors import PistachioError
 from ..pods.layout import EVAL_NAME
 from ..selection.choose import LORA_FILE, Selection, select_checkpoint
 from .context import RunContext
+from .results import HarvestDone, InstallDone, SelectDone, TrainDone
 
 CONFIG_FILE = "adapter_config.json"
 
@@ -22,18 +22,19 @@ class HarvestError(PistachioError):
 
 def selection(ctx: RunContext) -> Selection:
     """The selection for the trained run (recomputed from the local mirror: deterministic)."""
-    trained = ctx.stages.result("train")
-    return select_checkpoint(ctx.mirror_dir / trained["run"], eval_name=EVAL_NAME, saved_folders=trained["saved"])
+    trained = ctx.stages.get(TrainDone)
+    assert trained is not None, "select follows train"
+    return select_checkpoint(ctx.mirror_dir / trained.run, eval_name=EVAL_NAME, saved_folders=list(trained.saved))
 
 
-def select(ctx: RunContext) -> dict[str, Any]:
+def select(ctx: RunContext) -> SelectDone:
     sel = selection(ctx)
     colour = "green" if sel.verdict == "converged" else "yellow"
     ctx.say(f"[{colour}]{sel.verdict}[/{colour}]: {sel.message}")
     for warning in sel.warnings:
         ctx.say(f"[yellow]warning:[/yellow] {warning}")
-    return {"step": sel.step, "checkpoint": sel.checkpoint_name, "verdict": sel.verdict, "eval_loss": sel.eval_loss,
-            "message": sel.message, "warnings": sel.warnings}
+    return SelectDone(step=sel.step, checkpoint=sel.checkpoint_name, verdict=sel.verdict, eval_loss=sel.eval_loss,
+                      message=sel.message, warnings=tuple(sel.warnings))
 
 
 def lora_name(ctx: RunContext, step: int) -> str:
@@ -54,17 +55,18 @@ def _verify(path: Path) -> int:
     return len(keys)
 
 
-def harvest(ctx: RunContext) -> dict[str, Any]:
+def harvest(ctx: RunContext) -> HarvestDone:
     """Download the chosen LoRA (+ adapter_config.json) from the pod, or take it from the local mirror when the pod
     holding it is gone (interruptible pods mirror their LoRAs)."""
+    from ..pods.watchdog import mark_harvested
     from ..remote.transfer import file_sha256
 
-    chosen = ctx.stages.result("select")
-    run = ctx.stages.result("train")["run"]
-    folder = chosen["checkpoint"]
+    chosen, trained = ctx.stages.get(SelectDone), ctx.stages.get(TrainDone)
+    assert chosen is not None and trained is not None, "harvest follows train and select"
+    run, folder = trained.run, chosen.checkpoint
     dest_dir = ctx.run_folder / "lora"
     dest_dir.mkdir(parents=True, exist_ok=True)
-    name = lora_name(ctx, chosen["step"])
+    name = lora_name(ctx, chosen.step)
     dest = dest_dir / name
     config_dest = dest_dir / f"{Path(name).stem}.adapter_config.json"
     if ctx.session is not None:
@@ -84,24 +86,31 @@ def harvest(ctx: RunContext) -> dict[str, Any]:
         source = "the local mirror"
     tensors = _verify(dest)
     ctx.say(f"harvested {folder} from {source}: {dest.name} ({dest.stat().st_size / 1e6:.1f} MB, {tensors} tensors)")
-    return {"path": str(dest), "sha256": digest, "checkpoint": folder, "tensors": tensors}
+    if ctx.session is not None:
+        mark_harvested(ctx.remote)
+    return HarvestDone(path=str(dest), sha256=digest, checkpoint=folder, tensors=tensors)
 
 
 def mirrored(ctx: RunContext) -> bool:
     """Whether harvest can work without a pod (the chosen checkpoint's LoRA is in the local mirror)."""
-    chosen = ctx.stages.result("select")
-    run = ctx.stages.result("train").get("run")
-    return bool(chosen and run and (ctx.mirror_dir / run / chosen["checkpoint"] / LORA_FILE).is_file())
+    trained = ctx.stages.get(TrainDone)
+    if trained is None or not trained.run:
+        return False
+    chosen = ctx.stages.get(SelectDone)
+    folder = chosen.checkpoint if chosen is not None else selection(ctx).checkpoint_name
+    return bool(folder) and (ctx.mirror_dir / trained.run / folder / LORA_FILE).is_file()
 
 
-def install(ctx: RunContext) -> dict[str, Any]:
+def install(ctx: RunContext) -> InstallDone:
     from ..comfy.loras import install_lora
 
-    lora = Path(ctx.stages.result("harvest")["path"])
+    harvested = ctx.stages.get(HarvestDone)
+    assert harvested is not None, "install follows harvest"
+    lora = Path(harvested.path)
     target = ctx.project.project.comfyui_loras_dir if ctx.project is not None else None
     if not target:
         ctx.note(f"no comfyui_loras_dir in pistachio.toml: the LoRA stays at {lora}")
-        return {"installed": None}
+        return InstallDone(installed=None)
     done = install_lora(lora, target, store=ctx.store)
     ctx.say(f"[green]installed[/green] {done.location}")
-    return {"installed": done.location, "sha256": done.sha256}
+    return InstallDone(installed=str(done.location), sha256=done.sha256)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Any
 
 from ..config.render import RenderedConfigs, render_job, write_rendered
 from ..dataset.scan import split_names
 from ..pods.scripts import write_files
 from .context import RunContext
+from .results import RenderDone, SplitDone
 
 
-def split(ctx: RunContext) -> dict[str, Any]:
+def split(ctx: RunContext) -> SplitDone:
     names = ctx.image_names
     train, held_out = split_names(names, ctx.job.seed, ctx.job.eval_split)
     layout = ctx.job_layout
@@ -26,7 +26,7 @@ def split(ctx: RunContext) -> dict[str, Any]:
                   f"cp -f -- {' '.join(q(f) for f in files)} {q(str(folder))}/"]
     ctx.remote.run("\n".join(lines), timeout=600)
     ctx.say(f"split: {len(train)} train / {len(held_out)} eval images (seed {ctx.job.seed})")
-    return {"train": train, "eval": held_out}
+    return SplitDone(train=tuple(train), eval=tuple(held_out))
 
 
 def rendered_for(ctx: RunContext, train_images: int | None = None) -> RenderedConfigs:
@@ -36,7 +36,7 @@ def rendered_for(ctx: RunContext, train_images: int | None = None) -> RenderedCo
     return render_job(ctx.job, ctx.gpu_class, ctx.layout, train_images=train_images)
 
 
-def render(ctx: RunContext) -> dict[str, Any]:
+def render(ctx: RunContext) -> RenderDone:
     rendered = rendered_for(ctx)
     files = {str(ctx.job_layout.config_dir / name): text for name, text in rendered.files.items()}
     write_files(ctx.remote, files)
@@ -45,4 +45,4 @@ def render(ctx: RunContext) -> dict[str, Any]:
     assert cadence is not None
     ctx.say(f"configs for {rendered.gpu_class}: ~{cadence.estimated_steps} steps, eval + save every "
             f"{cadence.every} ({cadence.basis})")
-    return {"gpu_class": rendered.gpu_class, "steps": cadence.estimated_steps, "every": cadence.every}
+    return RenderDone(gpu_class=rendered.gpu_class, steps=cadence.estimated_steps, every=cadence.every)

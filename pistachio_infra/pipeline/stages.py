@@ -1,28 +1,20 @@
-"""The stage list and the recorder that makes every stage resumable.
+"""The recorder that makes every stage resumable (the stages and their order: table.py).
 
-Each stage records start, end and result (a small JSON dict) in the state store. A rerun skips a stage that is done;
-a stage that works on the pod (`POD_STAGES`) counts as done only on the pod that did it, so after the pod is lost
-(preempted, terminated by its watchdog) it runs again on the next pod. Every stage is idempotent.
+Each stage records start, end and its typed result (results.py, stored as JSON) in the state store. A rerun skips a
+stage that is done; a stage that sets up the pod (`Row.per_pod`) counts as done only on the pod that did it, so after
+the pod is lost (preempted, terminated by its watchdog) it runs again on the next pod. Every stage is idempotent.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from ..state import StageRecord, Store
-
-STAGES = (
-    "preflight", "provision", "bootstrap", "upload", "caption", "split", "render", "train", "select", "harvest",
-    "install", "report", "teardown",
-)  # fmt: skip
-# Work that lives on the pod: redone on a new pod (cheaply: each step skips what is already there).
-POD_STAGES = frozenset({"provision", "bootstrap", "upload", "split", "render"})
-# Stages whose result is kept on this machine: once done, a new pod does not redo them.
-LOCAL_STAGES = frozenset({"preflight", "caption", "select", "harvest", "install", "report"})
+from .results import Event, R, StageResult, dump, load
 
 # "point[:seconds]" or "point:@file": hold the run at that point for the seconds, or until the file exists. A point
 # is a stage name (right after it is recorded as started) or "train-launched" (right after the trainer started).
@@ -52,50 +44,60 @@ class Stages:
     def record(self, stage: str) -> StageRecord | None:
         return next((r for r in self.store.stages(self.job_id) if r.stage == stage), None)
 
-    def result(self, stage: str) -> dict[str, Any]:
-        rec = self.record(stage)
-        return dict(rec.result or {}) if rec and rec.status == "done" else {}
+    def get(self, kind: type[R]) -> R | None:
+        """The recorded result of the stage that returns `kind`, when that stage is done."""
+        from .table import row_for
+
+        rec = self.record(row_for(kind).name)
+        return load(kind, rec.result) if rec is not None and rec.status == "done" else None
 
     def is_done(self, stage: str, pod: str | None = None) -> bool:
+        from .table import row
+
         rec = self.record(stage)
         if rec is None or rec.status != "done":
             return False
-        if stage in POD_STAGES:
+        if row(stage).per_pod:
             return pod is not None and (rec.result or {}).get("pod") == pod
         return True
 
-    def run(self, stage: str, fn: Callable[[], dict[str, Any] | None], *, pod: str | None = None) -> dict[str, Any]:
+    def run(self, stage: str, fn: Callable[[], StageResult], *, pod: str | None = None) -> StageResult:
         """Run `fn` as `stage` unless it is already done (then return its recorded result)."""
+        from .table import row
+
+        kind = row(stage).result
         if self.is_done(stage, pod):
             self.say(f"[dim]✓ {stage}: done earlier[/dim]")
-            return self.result(stage)
+            return load(kind, self.record(stage).result)  # type: ignore[union-attr]
         self.start(stage)
         try:
-            result = dict(fn() or {})
+            result = fn()
         except BaseException as exc:
             self.store.stage_failed(self.job_id, stage, _one_line(exc))
             raise
         if pod is not None:
-            result["pod"] = pod
-        self.store.stage_done(self.job_id, stage, result)
+            result = dataclasses.replace(result, pod=pod)
+        self.done(stage, result)
         return result
 
     def start(self, stage: str) -> None:
         self.store.stage_started(self.job_id, stage)
-        self.store.add_event(self.job_id, "stage", {"stage": stage})
+        self.store.add_event(self.job_id, Event.STAGE, {"stage": stage})
         pause(stage)
 
-    def done(self, stage: str, result: dict[str, Any] | None = None) -> None:
-        self.store.stage_done(self.job_id, stage, result or {})
+    def done(self, stage: str, result: StageResult) -> None:
+        self.store.stage_done(self.job_id, stage, dump(result))
 
     def failed(self, stage: str, exc: BaseException) -> None:
         self.store.stage_failed(self.job_id, stage, _one_line(exc))
 
     def seconds(self) -> dict[str, float]:
         """Wall seconds of each finished stage (its last attempt), in pipeline order."""
+        from .table import TABLE
+
         recs = {r.stage: r for r in self.store.stages(self.job_id)}
         out = {}
-        for stage in STAGES:
+        for stage in (r.name for r in TABLE):
             rec = recs.get(stage)
             if rec is not None and rec.finished_at is not None:
                 out[stage] = max(0.0, rec.finished_at - rec.started_at)

@@ -24,7 +24,6 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..config.render import RenderedConfigs
 from ..credentials import get_secret, redact
@@ -32,6 +31,7 @@ from ..errors import PistachioError
 from ..money import usd
 from ..selection.choose import CHECKPOINT_DIR_RE, LORA_FILE
 from .context import RunContext
+from .results import Event, TrainDone
 from .stages import pause
 
 TRAIN_JOB = "train"
@@ -96,7 +96,7 @@ class Progress:
 # --- run dir and mirror -------------------------------------------------------------------------------------
 
 def _recorded_run(ctx: RunContext) -> str | None:
-    runs = [e["name"] for e in ctx.store.events(ctx.job_id) if e["kind"] == "train_run"]
+    runs = [e["name"] for e in ctx.store.events(ctx.job_id) if e["kind"] == Event.TRAIN_RUN]
     return runs[-1] if runs else None
 
 
@@ -205,7 +205,7 @@ def _launch(ctx: RunContext, rendered: RenderedConfigs, run: str | None) -> tupl
         env["WANDB_API_KEY"] = get_secret("WANDB_API_KEY", required=True) or ""
     clear_job_markers(remote)
     before = _list_runs(ctx) if resume is None else set()
-    ctx.store.add_event(ctx.job_id, "train_launch",
+    ctx.store.add_event(ctx.job_id, Event.TRAIN_LAUNCH,
                         {"pod": ctx.pod_name, "resume": resume, "runs_before": sorted(before)})
     remote.start_detached(TRAIN_JOB, shlex.join(argv), env=env, cwd=rendered.train_cwd)
     pause("train-launched")
@@ -215,7 +215,8 @@ def _launch(ctx: RunContext, rendered: RenderedConfigs, run: str | None) -> tupl
 
 def _launched_before(ctx: RunContext) -> set[str] | None:
     """The run folders listed before the last launch on this pod, or None when this pod has no recorded launch."""
-    launches = [e for e in ctx.store.events(ctx.job_id) if e["kind"] == "train_launch" and e.get("pod") == ctx.pod_name]
+    launches = [e for e in ctx.store.events(ctx.job_id)
+                if e["kind"] == Event.TRAIN_LAUNCH and e.get("pod") == ctx.pod_name]
     if not launches or "runs_before" not in launches[-1]:
         return None
     return set(launches[-1]["runs_before"])
@@ -245,7 +246,7 @@ def _reattach(ctx: RunContext, give_up_at: float) -> None:
         _check_pod(ctx)
         try:
             ctx.remote.reconnect(timeout=min(20.0, max(1.0, give_up_at - time.monotonic())))
-            ctx.store.add_event(ctx.job_id, "reconnected", {"pod": ctx.pod_name})
+            ctx.store.add_event(ctx.job_id, Event.RECONNECTED, {"pod": ctx.pod_name})
             return
         except SshNotReadyError as exc:
             if time.monotonic() >= give_up_at:
@@ -257,7 +258,7 @@ def _reattach(ctx: RunContext, give_up_at: float) -> None:
 
 def _estimate(ctx: RunContext, progress: Progress, started: float, first_step: int) -> None:
     """Record the cost estimate once, when the step rate is known: pod time so far + the rest of training."""
-    if any(e["kind"] == "estimate" for e in ctx.store.events(ctx.job_id)):
+    if any(e["kind"] == Event.ESTIMATE for e in ctx.store.events(ctx.job_id)):
         return
     done = progress.step - first_step
     if done < max(3, progress.total // 20):
@@ -267,7 +268,7 @@ def _estimate(ctx: RunContext, progress: Progress, started: float, first_step: i
     pod = ctx.store.pod(ctx.session.name)
     elapsed = time.time() - (pod.created_at if pod else time.time())
     usd = ctx.session.cost_per_hr * (elapsed + remaining + 60) / 3600  # + a minute for select, harvest, teardown
-    ctx.store.add_event(ctx.job_id, "estimate", {"usd": usd, "seconds_per_step": per_step})
+    ctx.store.add_event(ctx.job_id, Event.ESTIMATE, {"usd": usd, "seconds_per_step": per_step})
 
 
 def _spent(ctx: RunContext) -> float:
@@ -319,7 +320,7 @@ def follow(
                     new = sorted(_list_runs(ctx) - before)
                     if new:
                         run = new[-1]
-                        ctx.store.add_event(ctx.job_id, "train_run", {"name": run, "pod": ctx.pod_name})
+                        ctx.store.add_event(ctx.job_id, Event.TRAIN_RUN, {"name": run, "pod": ctx.pod_name})
                 now = time.monotonic()
                 if run is not None and (len(progress.saves) > synced_saves or now - last_sync > sync_every) and (
                     now - last_sync > min(sync_every, 5.0) or status is None or not status.running
@@ -361,7 +362,7 @@ def follow(
     return progress, run, exit_code
 
 
-def train(ctx: RunContext, rendered: RenderedConfigs) -> dict[str, Any]:
+def train(ctx: RunContext, rendered: RenderedConfigs) -> TrainDone:
     from ..pods.watchdog import mark_job_finished
 
     run = _recorded_run(ctx)
@@ -370,7 +371,7 @@ def train(ctx: RunContext, rendered: RenderedConfigs) -> dict[str, Any]:
     before = _launched_before(ctx) if run is None and job is not None else None
     if job is not None and job.running and (run is not None or before is not None):
         ctx.say(f"re-attaching to the training running on {ctx.pod_name}" + (f" (run {run})" if run else ""))
-        ctx.store.add_event(ctx.job_id, "train_reattach", {"pod": ctx.pod_name})
+        ctx.store.add_event(ctx.job_id, Event.TRAIN_REATTACH, {"pod": ctx.pod_name})
     elif job is not None and job.exit_code == 0 and (run is not None or before is not None) and _completed(
         ctx, job.log_path
     ):
@@ -392,8 +393,8 @@ def train(ctx: RunContext, rendered: RenderedConfigs) -> dict[str, Any]:
     folders = saved_folders(ctx, run)
     mark_job_finished(ctx.remote)
     ctx.say(f"training complete: {progress.step} steps, {len(folders)} LoRA checkpoints")
-    return {"run": run, "steps": progress.step, "saved": folders, "wandb_url": progress.wandb_url,
-            "resumed_at": progress.resumed_at}
+    return TrainDone(run=run, steps=progress.step, saved=tuple(folders), wandb_url=progress.wandb_url,
+                     resumed_at=progress.resumed_at)
 
 
 def _completed(ctx: RunContext, log_path: str) -> bool:

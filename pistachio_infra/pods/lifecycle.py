@@ -91,6 +91,7 @@ class PodSpec:
     http_ports: tuple[int, ...] = ()  # exposed as `N/http` (RunPod proxies them; Cloud.http_url gives the URL)
     cloud_type: str = "SECURE"
     interruptible: bool = False  # spot: cheaper, may be preempted (the GraphQL adapter rents these)
+    start_command: str | None = None  # the container's start command (pods/guard.py); None: the image's own
 
 
 @dataclass
@@ -182,6 +183,7 @@ class PodLifecycle:
             env={**spec.env, "PUBLIC_KEY": spec.public_key},
             min_memory_gb=offer.min_memory_gb,
             interruptible=spec.interruptible,
+            args=spec.start_command,
         )
 
     # --- acquiring ------------------------------------------------------------------------------------

@@ -101,6 +101,12 @@ def pod_session(
     with interruptible():
         try:
             t0 = time.monotonic()
+            if spec.start_command is None:  # a guard from the pod's first second (pods/guard.py)
+                from dataclasses import replace
+
+                from .guard import start_command
+
+                spec = replace(spec, start_command=start_command(policy, rest_url=cloud.rest_url))
             ready = lifecycle.acquire(spec, reuse=reuse)
             record = store.pod(ready.name)
             assert record is not None

@@ -123,6 +123,7 @@ def render_watchdog(
     jobs_dir: PurePosixPath,
     job_pid_file: str = "pid",
     job_exit_file: str = "exit_code",
+    guard: bool = False,
 ) -> str:
     from .scripts import render
 
@@ -145,6 +146,7 @@ def render_watchdog(
         "log": str(files.log),
         "pid_file": str(files.pid_file),
         "status_file": str(files.status_file),
+        "guard": guard,  # started by the pod's start command: pod id and workspace from its environment
     }
     return render("watchdog.py.j2", config=config)
 

@@ -228,7 +228,7 @@ class GraphQLApi:
                 volume_in_gb=0 if r.network_volume_id else (r.volume_gb or 0),
                 container_disk_in_gb=r.container_disk_gb,
                 min_memory_in_gb=r.min_memory_gb or 1,
-                docker_args=None,  # "" would replace the image's start command (no sshd)
+                docker_args=_lit(r.args) if r.args else None,  # "" would replace the image's start (no sshd)
                 ports=_lit(",".join(r.ports)),
                 volume_mount_path=_lit(r.volume_mount_path),
                 env={_lit(k): _lit(v) for k, v in r.env.items()},
@@ -273,6 +273,8 @@ class GraphQLApi:
             fields["networkVolumeId"] = r.network_volume_id
         if r.template_id:
             fields["templateId"] = r.template_id
+        if r.args:
+            fields["dockerArgs"] = r.args
         query = f"mutation {{ podRentInterruptable(input: {_v(fields)}) {{ id }} }}"
         created = self._once(
             "podRentInterruptable", lambda sdk: sdk.api.graphql.run_graphql_query(query)["data"]["podRentInterruptable"]
@@ -428,8 +430,11 @@ class GraphQLApi:
                 raise TransientError("saveTemplate answered no template", FIX_TRANSIENT)
             return _template(raw)
 
+        # names need not be unique: never adopt a template of this name that existed before this create
+        before = {x.id for x in self.list_templates() if x.name == t.name}
+
         def find(n: str) -> Template | None:
-            return next((x for x in self.list_templates() if x.name == n), None)
+            return next((x for x in self.list_templates() if x.name == n and x.id not in before), None)
 
         return retry.create_idempotently(create_once, find, t.name, self._policy)
 

@@ -64,6 +64,7 @@ class PodRequest(BaseModel):
     interruptible: bool = False  # spot: GraphQL adapter only (REST v2 has no such field)
     bid_per_gpu: float | None = None  # spot bid in USD per GPU-hour; None = the current minimum bid
     min_memory_gb: int | None = None  # GraphQL minMemoryInGb; REST v2 has no such constraint
+    args: str | None = None  # the container start command (REST v2 `args`, GraphQL `dockerArgs`); None: the image's
 
 
 class Pod(BaseModel):

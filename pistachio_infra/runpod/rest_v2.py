@@ -256,18 +256,25 @@ class RestV2Api:
     # --- helpers ----------------------------------------------------------------------------------------
 
     def _create_by_name(
-        self, body: dict[str, Any], path: str, name: str, find: Callable[[str], dict[str, Any] | None]
+        self, body: dict[str, Any], path: str, name: str, named: Callable[[str], list[dict[str, Any]]]
     ) -> dict[str, Any]:
-        """POST once; after a transient failure, adopt the resource of that name if it exists, else POST again."""
+        """POST once; after a transient failure, adopt the resource of that name that this create made, else POST
+        again. Names need not be unique on RunPod (the spec says so for volumes and forces nothing for templates),
+        so the ones of that name that existed before are noted first and never adopted."""
+        before = {r.get("id") for r in named(name)}
+
+        def find(n: str) -> dict[str, Any] | None:
+            return next((r for r in named(n) if r.get("id") not in before), None)
+
         return retry.create_idempotently(lambda: self._send("POST", path, json=body), find, name, self._policy)
 
-    def _find_volume_by_name(self, name: str) -> dict[str, Any] | None:
+    def _find_volume_by_name(self, name: str) -> list[dict[str, Any]]:
         volumes = self._call("GET", "network-volumes").get("networkVolumes", [])
-        return next((v for v in volumes if v.get("name") == name), None)
+        return [v for v in volumes if v.get("name") == name]
 
-    def _find_template_by_name(self, name: str) -> dict[str, Any] | None:
+    def _find_template_by_name(self, name: str) -> list[dict[str, Any]]:
         templates = self._call("GET", "templates").get("templates", [])
-        return next((t for t in templates if t.get("name") == name), None)
+        return [t for t in templates if t.get("name") == name]
 
 
 # --- mapping between the port and the wire ------------------------------------------------------------------
@@ -306,6 +313,8 @@ def _create_body(r: PodRequest) -> dict[str, Any]:
         "env": dict(r.env),
         "startSsh": r.start_ssh,
     }
+    if r.args:
+        body["args"] = r.args
     if r.image:
         body["image"] = r.image
     if r.template_id:

@@ -60,7 +60,26 @@ def ceil_bucket(t: datetime, bucket: str) -> datetime:
 
 
 def iso(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 (`%Y` is not zero-padded below year 1000 on every platform, so the year is formatted here)."""
+    t = t.astimezone(UTC)
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}Z"
+
+
+class WindowError(ValueError):
+    """A billing window outside the dates this report can express (a 400)."""
+
+
+def buckets_back(t: datetime, bucket: str, n: int) -> datetime:
+    """The start of the bucket `n` buckets before the one starting at `t`, computed (never stepped)."""
+    try:
+        if bucket in ("hour", "day", "week"):
+            return t - timedelta(**{f"{bucket}s": n})
+        if bucket == "month":
+            years, month0 = divmod(t.year * 12 + t.month - 1 - n, 12)
+            return t.replace(year=years, month=month0 + 1)
+        return t.replace(year=t.year - n)
+    except (OverflowError, ValueError):
+        raise WindowError(f"lastN={n + 1} {bucket}s reaches before year 1") from None
 
 
 def resolve_window(
@@ -68,13 +87,17 @@ def resolve_window(
 ) -> tuple[datetime, datetime]:
     now_dt = datetime.fromtimestamp(now, UTC)
     if last_n is not None:
-        end_dt = next_bucket(floor_bucket(now_dt, bucket), bucket)
-        start_dt = floor_bucket(now_dt, bucket)
-        for _ in range(last_n - 1):
-            start_dt = floor_bucket(start_dt - timedelta(seconds=1), bucket)
-        return start_dt, end_dt
-    start_dt = floor_bucket(start or now_dt - timedelta(days=30), bucket)
-    end_dt = ceil_bucket(end or now_dt, bucket)
+        current = floor_bucket(now_dt, bucket)
+        return buckets_back(current, bucket, last_n - 1), next_bucket(current, bucket)
+    if start is not None and end is not None and end.astimezone(UTC) <= start.astimezone(UTC):
+        raise WindowError("endTime must be after startTime")
+    try:
+        start_dt = floor_bucket(start or now_dt - timedelta(days=30), bucket)
+        end_dt = ceil_bucket(end or now_dt, bucket)
+    except (OverflowError, ValueError):
+        raise WindowError("startTime/endTime too close to year 1 or 9999 for this bucketSize") from None
+    if end_dt <= start_dt:
+        raise WindowError("endTime must be after startTime")
     return start_dt, end_dt
 
 

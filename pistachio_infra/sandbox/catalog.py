@@ -38,7 +38,8 @@ class GpuOffer:
     community: float
     min_bid: float  # lowest accepted spot bid per GPU-hour
     pool: str | None = None
-    stock: dict[str, int] = field(default_factory=dict)  # data center -> GPUs in the seed (before pods take some)
+    stock: dict[str, int] = field(default_factory=dict)  # data center -> SECURE GPUs in the seed (before use)
+    community_stock: dict[str, int] = field(default_factory=dict)  # the same for COMMUNITY machines
 
     def price(self, cloud: str) -> float:
         return self.community if cloud == "COMMUNITY" else self.secure
@@ -90,7 +91,7 @@ def load_catalog(path: Path = CATALOG_PATH) -> Catalog:
     }
     gpus = {}
     for g in raw["gpus"]:
-        unknown = set(g.get("stock", {})) - set(dcs)
+        unknown = (set(g.get("stock", {})) | set(g.get("community_stock", {}))) - set(dcs)
         if unknown:
             raise ValueError(f"{path}: GPU {g['id']!r} has stock in unknown data centers {sorted(unknown)}")
         gpus[g["id"]] = GpuOffer(**g)

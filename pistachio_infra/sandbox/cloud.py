@@ -101,7 +101,8 @@ ACCOUNT = Principal("account")
 
 
 class PodHostLike(Protocol):
-    def start(self, pod_id: str, *, ssh_port: int, public_key: str, env: dict[str, str], workspace: Path) -> None: ...
+    def start(self, pod_id: str, *, ssh_port: int, public_key: str, env: dict[str, str], workspace: Path,
+              start_cmd: str | None = None) -> None: ...
     def ssh_ready(self, pod_id: str) -> bool: ...
     def stop(self, pod_id: str) -> None: ...
     def drop_connections(self, pod_id: str) -> None: ...
@@ -133,6 +134,7 @@ class CreateRequest:
     min_vcpu: int = 1
     min_memory_gb: int = 1
     global_networking: bool = False
+    volume_mount_path: str | None = None
 
 
 ACTIONS = {
@@ -193,15 +195,19 @@ class SandboxCloud:
 
     # --- stock / catalog -----------------------------------------------------------------------------------
 
-    def _usage(self) -> dict[tuple[str, str], int]:
+    def _usage(self, cloud: str = "SECURE") -> dict[tuple[str, str], int]:
+        """(GPU id, data center) -> GPUs that active pods of that cloud hold."""
         used: dict[tuple[str, str], int] = defaultdict(int)
         for pod in self.store.pods():
-            if pod.status in ACTIVE:
+            if pod.status in ACTIVE and pod.cloud == cloud:
                 used[(pod.gpu_id, pod.data_center_id)] += pod.gpu_count
         return used
 
-    def seed_stock(self, gpu: GpuOffer, dc_id: str) -> int | None:
-        """GPUs of this type the data center has in total; None when it does not offer the type."""
+    def seed_stock(self, gpu: GpuOffer, dc_id: str, cloud: str = "SECURE") -> int | None:
+        """GPUs of this type the data center has in total in that cloud; None when it does not offer the type there.
+        Secure and community machines are different machines: each cloud has its own stock (catalog.toml)."""
+        if cloud == "COMMUNITY":
+            return gpu.community_stock.get(dc_id)
         override = self.scenario.stock.get(gpu.id, {})
         if dc_id in override:
             return override[dc_id]
@@ -215,14 +221,15 @@ class SandboxCloud:
                 return fault
         return None
 
-    def free_gpus(self, usage: dict[tuple[str, str], int] | None = None) -> dict[str, dict[str, int]]:
-        """GPU id -> data center -> free GPUs as the catalog shows them (visible no-capacity faults included)."""
-        usage = self._usage() if usage is None else usage
+    def free_gpus(self, cloud: str = "SECURE") -> dict[str, dict[str, int]]:
+        """GPU id -> data center -> free GPUs in that cloud as the catalog shows them (visible no-capacity faults
+        included)."""
+        usage = self._usage(cloud)
         free: dict[str, dict[str, int]] = {}
         for gpu in self.catalog.gpus.values():
             per_dc = {}
             for dc_id in self.catalog.datacenters:
-                seed = self.seed_stock(gpu, dc_id)
+                seed = self.seed_stock(gpu, dc_id, cloud)
                 if seed is None:
                     continue
                 n = max(0, seed - usage.get((gpu.id, dc_id), 0))
@@ -269,7 +276,8 @@ class SandboxCloud:
                 graphql_message="You do not have enough funds to deploy this pod. Please add funds to your account.",
             )
 
-    def _place(self, spec: CreateRequest, gpu: GpuOffer, volume: VolumeRecord | None) -> str:
+    def _place(self, spec: CreateRequest, gpu: GpuOffer, volume: VolumeRecord | None) -> tuple[str, str]:
+        """(data center, cloud) for the pod: the requested cloud, or for "any" (GraphQL ALL) secure first."""
         dcs = self.catalog.datacenters
         unknown = [d for d in spec.data_center_ids if d not in dcs]
         if unknown:
@@ -283,10 +291,26 @@ class SandboxCloud:
                     f"in that data center (requested {', '.join(candidates)})",
                 )
             candidates = [volume.data_center_id]
-        usage = self._usage()
+        clouds = [spec.cloud] if spec.cloud else ["SECURE", "COMMUNITY"]
+        if volume is not None:
+            clouds = [c for c in clouds if c == "SECURE"]
+        blocked_by: Fault | None = None
+        for cloud in clouds:
+            found, blocked = self._place_in(spec, gpu, cloud, candidates)
+            if found is not None:
+                return found, cloud
+            blocked_by = blocked_by or blocked
+        if blocked_by is not None:
+            self.faults.take("no_capacity", lambda f: f is blocked_by)
+        raise ApiError(400, NO_CAPACITY)
+
+    def _place_in(self, spec: CreateRequest, gpu: GpuOffer, cloud: str, candidates: list[str]
+                  ) -> tuple[str | None, Fault | None]:
+        dcs = self.catalog.datacenters
+        usage = self._usage(cloud)
         if not candidates:
             def free_here(dc_id: str) -> int:
-                return (self.seed_stock(gpu, dc_id) or 0) - usage.get((gpu.id, dc_id), 0)
+                return (self.seed_stock(gpu, dc_id, cloud) or 0) - usage.get((gpu.id, dc_id), 0)
 
             candidates = sorted(dcs, key=lambda d: (-free_here(d), d))
         blocked_by: Fault | None = None
@@ -296,17 +320,15 @@ class SandboxCloud:
                 continue
             if spec.min_cuda and cuda_key(dc.cuda) < cuda_key(spec.min_cuda):
                 continue
-            seed = self.seed_stock(gpu, dc_id)
+            seed = self.seed_stock(gpu, dc_id, cloud)
             if seed is None or seed - usage.get((gpu.id, dc_id), 0) < spec.gpu_count:
                 continue
             fault = self._blocking_fault(gpu.id, dc_id)
             if fault is not None:
                 blocked_by = blocked_by or fault
                 continue
-            return dc_id
-        if blocked_by is not None:
-            self.faults.take("no_capacity", lambda f: f is blocked_by)
-        raise ApiError(400, NO_CAPACITY)
+            return dc_id, None
+        return None, blocked_by
 
     def create_pod(self, spec: CreateRequest, principal: Principal, *, api: str) -> tuple[PodRecord, bool]:
         """Store a new pod (it boots in the background). Returns (pod, answer_500) where answer_500 says a
@@ -339,7 +361,7 @@ class SandboxCloud:
                 raise ApiError(400, "network volumes can only be mounted by SECURE cloud pods")
         if spec.allowed_cuda and spec.min_cuda:
             raise ApiError(400, "gpu.allowedCudaVersions and gpu.minCudaVersion are mutually exclusive")
-        cloud = spec.cloud or "SECURE"
+        dc_id, cloud = self._place(spec, gpu, volume)
         if spec.interruptible:
             bid = spec.bid_per_gpu if spec.bid_per_gpu is not None else gpu.min_bid
             if bid < gpu.min_bid:
@@ -349,7 +371,6 @@ class SandboxCloud:
             bid = None
             rate = round(gpu.price(cloud) * spec.gpu_count, 4)
         self._check_balance(rate)
-        dc_id = self._place(spec, gpu, volume)
 
         env = dict(spec.env or {})
         start_ssh = bool(spec.start_ssh)
@@ -386,15 +407,22 @@ class SandboxCloud:
             min_vcpu=spec.min_vcpu,
             min_memory_gb=spec.min_memory_gb,
             global_networking=spec.global_networking,
+            volume_mount_path=spec.volume_mount_path,
             provision_until=now + self.scenario.timing.provision_s,
             last_status_change=f"Rented by User: {time.strftime('%a %b %d %Y %H:%M:%S GMT+0000', time.gmtime(now))}",
         )
         self._bind_pod_faults(pod)
         self.store.save_pod(pod)
         self.store.open_interval(pod.id, now, rate)
-        answer_500 = self.faults.take("create_500_after_create", lambda f: f["api"] in ("any", api)) is not None
+        answer_500 = self.created_500("pod", api)
         log.info("pod %s (%s) created in %s on %s x%d", pod.id, pod.name, dc_id, gpu.id, spec.gpu_count)
         return pod, answer_500
+
+    def created_500(self, resource: str, api: str) -> bool:
+        """Whether a create_500_after_create fault fires for this create: the caller answers 500 after creating."""
+        fault = self.faults.take("create_500_after_create",
+                                 lambda f: f["api"] in ("any", api) and f.params.get("resource", "pod") == resource)
+        return fault is not None
 
     def _bind_pod_faults(self, pod: PodRecord) -> None:
         if self.faults.take("stuck_provisioning"):
@@ -501,8 +529,8 @@ class SandboxCloud:
 
     def _resume(self, pod: PodRecord) -> None:
         gpu = self.catalog.gpus[pod.gpu_id]
-        seed = self.seed_stock(gpu, pod.data_center_id) or 0
-        free = seed - self._usage().get((pod.gpu_id, pod.data_center_id), 0)
+        seed = self.seed_stock(gpu, pod.data_center_id, pod.cloud) or 0
+        free = seed - self._usage(pod.cloud).get((pod.gpu_id, pod.data_center_id), 0)
         if self.faults.take("resume_no_gpu") or free < pod.gpu_count:
             raise ApiError(400, NO_GPU_ON_HOST)
         self._check_balance(pod.cost_per_hr)
@@ -621,7 +649,7 @@ class SandboxCloud:
             try:
                 await asyncio.to_thread(
                     self.host.start, pod.id, ssh_port=pod.ssh_port, public_key=pod.public_key,
-                    env=self.pod_env(pod), workspace=workspace,
+                    env=self.pod_env(pod), workspace=workspace, start_cmd=pod.args or None,
                 )
             except Exception as exc:
                 log.exception("PodHost.start(%s) failed", pod_id)
@@ -758,9 +786,7 @@ class SandboxCloud:
     # --- templates -----------------------------------------------------------------------------------------
 
     def create_template(self, tpl: TemplateRecord, principal: Principal) -> TemplateRecord:
-        self.require_account(principal)
-        if self.store.template_by_name(tpl.name):
-            raise ApiError(400, f"a template named {tpl.name!r} already exists")
+        self.require_account(principal)  # names need not be unique: the spec forces nothing (issue 18)
         tpl.id = new_id(10)
         self.store.save_template(tpl, time.time())
         return tpl
@@ -779,9 +805,6 @@ class SandboxCloud:
     def save_template(self, tpl: TemplateRecord, principal: Principal) -> TemplateRecord:
         """Replace an existing template (same id)."""
         self.require_account(principal)
-        other = self.store.template_by_name(tpl.name)
-        if other is not None and other.id != tpl.id:
-            raise ApiError(400, f"a template named {tpl.name!r} already exists")
         created = self.store.template_created(tpl.id) or time.time()
         self.store.save_template(tpl, created)
         return tpl

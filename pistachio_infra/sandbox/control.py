@@ -95,7 +95,8 @@ def _log_tail(home: Path, lines: int = 15) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def start(home: Path | str | None = None, scenario: str | Path | None = None) -> SandboxInfo:
+def start(home: Path | str | None = None, scenario: str | Path | None = None, *,
+          log_requests: bool = False) -> SandboxInfo:
     """Start the sandbox server for `home` (detached) and wait until it answers; reuse it if already running.
 
     With `scenario` and a running server, the server switches to that scenario (faults re-armed)."""
@@ -121,9 +122,12 @@ def start(home: Path | str | None = None, scenario: str | Path | None = None) ->
         cmd = [sys.executable, "-m", "pistachio_infra.sandbox.server", "--home", str(home)]
         if scenario_path is not None:
             cmd += ["--scenario", str(scenario_path)]
+        from .requestlog import ENV as LOG_REQUESTS
+
+        env = {**os.environ, LOG_REQUESTS: "1"} if log_requests else None
         with open(home / "server.log", "ab") as log:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, close_fds=True, cwd=str(home))
+                                    start_new_session=True, close_fds=True, cwd=str(home), env=env)
         _children[home] = proc
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:

@@ -6,8 +6,8 @@ rate_limit (count=1, retry_after=1, api="any", method, path, operation)
     429: REST problem+json with Retry-After; GraphQL a JSON body without `errors`, as RunPod's gateway sends.
 server_error (count=1, status=500, api="any", method, path, operation)
     5xx: REST problem+json; GraphQL `errors` saying "Something went wrong...".
-create_500_after_create (count=1, api="any")
-    A pod create stores and starts the pod, then answers 500 (look the pod up by name).
+create_500_after_create (count=1, api="any", resource="pod")
+    A create stores the resource (a pod, which also starts; or a template), then answers 500 (look it up by name).
 no_capacity (count=None, gpu, data_center, visible=True)
     Creates for that GPU type / data center fail with RunPod's no-capacity error; `visible` also shows stock NONE
     in the catalog (False: the catalog still shows stock, as RunPod's sometimes does).
@@ -42,7 +42,7 @@ from typing import Any
 FAULT_KINDS: dict[str, dict[str, Any]] = {
     "rate_limit": {"count": 1, "retry_after": 1, "api": "any", "method": None, "path": None, "operation": None},
     "server_error": {"count": 1, "status": 500, "api": "any", "method": None, "path": None, "operation": None},
-    "create_500_after_create": {"count": 1, "api": "any"},
+    "create_500_after_create": {"count": 1, "api": "any", "resource": "pod"},
     "no_capacity": {"count": None, "gpu": None, "data_center": None, "visible": True},
     "stuck_provisioning": {"count": 1},
     "slow_provisioning": {"count": 1, "delay": 5.0},

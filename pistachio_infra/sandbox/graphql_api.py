@@ -35,6 +35,18 @@ def schema():
     return built
 
 
+def js_numbers(value: Any) -> Any:
+    """The JSON a JavaScript server writes: a number has no int/float kind there, so an integral Float is written
+    `31`, not `31.0` (runpodctl decodes memoryInGb/vcpuCount/volumeInGb into Go ints and fails on `31.0`)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: js_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [js_numbers(v) for v in value]
+    return value
+
+
 def _business_errors(fn):
     async def resolve(root, info, **args):
         from graphql import GraphQLError
@@ -103,7 +115,7 @@ def pod_gql(cloud: SandboxCloud, pod: PodRecord) -> dict[str, Any]:
         "adjustedCostPerHr": pod.cost_per_hr,
         "env": [f"{k}={v}" for k, v in pod.env.items()],
         "ports": ",".join(pod.ports),
-        "port": None,
+        "port": 22 if "22/tcp" in pod.ports else None,
         "templateId": pod.template_id,
         "networkVolumeId": pod.volume_id,
         "containerRegistryAuthId": pod.registry,
@@ -129,8 +141,9 @@ def pod_gql(cloud: SandboxCloud, pod: PodRecord) -> dict[str, Any]:
 
 
 def volume_gql(vol: VolumeRecord) -> dict[str, Any]:
+    # storageType names RunPod's storage backend (CEPH_FS, VAST, ...), which the sandbox does not have: null
     return {"id": vol.id, "name": vol.name, "size": vol.size, "dataCenterId": vol.data_center_id,
-            "storageClusterId": None, "storageType": vol.type}
+            "storageClusterId": None, "storageType": None}
 
 
 def template_gql(tpl: TemplateRecord) -> dict[str, Any]:
@@ -152,6 +165,10 @@ def template_gql(tpl: TemplateRecord) -> dict[str, Any]:
         "readme": tpl.readme,
         "category": tpl.category,
         "containerRegistryAuthId": tpl.registry,
+        "portsConfig": [],
+        "startScript": None,
+        "advancedStart": False,
+        "isRunpod": False,
     }
 
 
@@ -161,13 +178,17 @@ def gpu_gql(cloud: SandboxCloud, gpu_id: str) -> dict[str, Any]:
     def lowest_price(info, input: dict[str, Any] | None = None) -> dict[str, Any]:
         args = input or {}
         count = int(args.get("gpuCount") or 1)
-        free = cloud.free_gpus()[gpu.id]
-        if args.get("dataCenterId"):
-            free = {dc: n for dc, n in free.items() if dc == args["dataCenterId"]}
-        best = max(free.values(), default=0)
         secure = args.get("secureCloud")
+        clouds = ["SECURE"] if secure else ["COMMUNITY"] if secure is False else ["SECURE", "COMMUNITY"]
+        free: dict[str, int] = {}
+        total = 0
+        for c in clouds:
+            for dc, n in cloud.free_gpus(c)[gpu.id].items():
+                if not args.get("dataCenterId") or dc == args["dataCenterId"]:
+                    free[dc] = max(free.get(dc, 0), n)
+                    total += cloud.seed_stock(gpu, dc, c) or 0
+        best = max(free.values(), default=0)
         price = gpu.secure if secure else gpu.community if secure is False else min(gpu.secure, gpu.community)
-        total = sum(cloud.seed_stock(gpu, dc) or 0 for dc in free)
         return {
             "gpuName": gpu.name,
             "gpuTypeId": gpu.id,
@@ -191,7 +212,7 @@ def gpu_gql(cloud: SandboxCloud, gpu_id: str) -> dict[str, Any]:
             "availableGpuCounts": [n for n in range(1, gpu.max_count + 1) if n <= best],
             "gpuTypeDatacenters": [
                 {"dataCenterId": dc, "supportNetworkVolumes": cloud.catalog.datacenters[dc].supports_volumes,
-                 "availability": stock_status(n)}
+                 "availability": "AVAILABLE" if n >= count else "UNAVAILABLE"}
                 for dc, n in free.items()
             ],
         }
@@ -202,8 +223,8 @@ def gpu_gql(cloud: SandboxCloud, gpu_id: str) -> dict[str, Any]:
         "manufacturer": gpu.manufacturer,
         "memoryInGb": gpu.memory,
         "cudaCores": gpu.cuda_cores,
-        "secureCloud": True,
-        "communityCloud": True,
+        "secureCloud": bool(gpu.stock),
+        "communityCloud": bool(gpu.community_stock),
         "securePrice": gpu.secure,
         "communityPrice": gpu.community,
         "communitySpotPrice": gpu.min_bid,
@@ -229,6 +250,14 @@ def user_gql(ctx: Ctx) -> dict[str, Any]:
         "clientBalance": round(cloud.balance(), 4),
         "currentSpendPerHr": round(sum(p.cost_per_hr for p in pods if p.status in ACTIVE), 4),
         "spendLimit": 80,
+        "notifyPodsStale": True,
+        "notifyPodsGeneral": True,
+        "notifyLowBalance": True,
+        "creditAlertThreshold": 10,
+        "notifyOther": True,
+        "endpoints": [],
+        "containerRegistryCreds": [],
+        "secrets": [],
         "pods": lambda info: [pod_gql(cloud, p) for p in pods],
         "networkVolumes": lambda info: [volume_gql(v) for v in cloud.store.volumes()],
         "podTemplates": lambda info: [template_gql(t) for t in cloud.store.templates()],
@@ -252,6 +281,7 @@ def spec_from_input(args: dict[str, Any], *, interruptible: bool = False) -> Cre
                               "path": args.get("volumeMountPath") or "/runpod-volume"}]
     elif args.get("volumeInGb"):
         mounts["persistent"] = {"size": int(args["volumeInGb"]), "path": args.get("volumeMountPath") or "/workspace"}
+    mount_path = args.get("volumeMountPath") or None
     ports = args.get("ports")
     return CreateRequest(
         name=args.get("name") or "",
@@ -274,6 +304,7 @@ def spec_from_input(args: dict[str, Any], *, interruptible: bool = False) -> Cre
         bid_per_gpu=args.get("bidPerGpu"),
         min_vcpu=args.get("minVcpuCount") or 1,
         min_memory_gb=args.get("minMemoryInGb") or 1,
+        volume_mount_path=mount_path,
     )
 
 
@@ -310,9 +341,31 @@ def q_pod(ctx: Ctx, input: dict[str, Any]) -> dict[str, Any] | None:
     return pod_gql(ctx.cloud, pod)
 
 
+def q_pod_templates(ctx: Ctx, input: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Public templates (runpodctl lists community ones with {isRunpod: false}); the sandbox has no RunPod-official
+    templates, so {isRunpod: true} is empty. Account templates are myself.podTemplates."""
+    args = input or {}
+    if args.get("isRunpod"):
+        return []
+    out = [t for t in ctx.cloud.store.templates() if t.public]
+    if args.get("isServerless") is not None:
+        out = [t for t in out if t.serverless == args["isServerless"]]
+    if args.get("category"):
+        out = [t for t in out if t.category == args["category"]]
+    return [template_gql(t) for t in out]
+
+
+def q_pod_template(ctx: Ctx, id: str) -> dict[str, Any] | None:
+    tpl = ctx.cloud.store.get_template(id)
+    return template_gql(tpl) if tpl is not None else None
+
+
+def q_cpu_flavors(ctx: Ctx, input: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    return []  # the sandbox offers no CPU pods
+
+
 def q_datacenters(ctx: Ctx) -> list[dict[str, Any]]:
     cloud = ctx.cloud
-    free = cloud.free_gpus()
     out = []
     for dc in cloud.catalog.datacenters.values():
         out.append({
@@ -324,14 +377,27 @@ def q_datacenters(ctx: Ctx) -> list[dict[str, Any]]:
             "globalNetwork": dc.global_network,
             "region": dc.region,
             "compliance": list(dc.compliance),
-            "gpuAvailability": [
-                {"id": gid, "available": per[dc.id] > 0, "stockStatus": stock_status(per[dc.id]),
-                 "gpuTypeId": gid, "gpuTypeDisplayName": cloud.catalog.gpus[gid].name,
-                 "displayName": cloud.catalog.gpus[gid].name}
-                for gid, per in free.items() if dc.id in per
-            ],
+            "gpuAvailability": _gpu_availability(cloud, dc.id),
         })
     return out
+
+
+def _gpu_availability(cloud: SandboxCloud, dc_id: str):
+    def resolve(info, input: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        args = input or {}
+        count = args.get("gpuCount") or 1
+        secure = args.get("secureCloud")
+        clouds = ["SECURE"] if secure else ["COMMUNITY"] if secure is False else ["SECURE", "COMMUNITY"]
+        per_gpu: dict[str, int] = {}
+        for c in clouds:
+            for gid, per in cloud.free_gpus(c).items():
+                if dc_id in per:
+                    per_gpu[gid] = max(per_gpu.get(gid, 0), per[dc_id])
+        return [{"id": gid, "available": n >= count, "stockStatus": stock_status(n), "gpuTypeId": gid,
+                 "gpuTypeDisplayName": cloud.catalog.gpus[gid].name, "displayName": cloud.catalog.gpus[gid].name}
+                for gid, n in per_gpu.items()]
+
+    return resolve
 
 
 def m_deploy(ctx: Ctx, input: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -404,9 +470,12 @@ def m_delete_volume(ctx: Ctx, input: dict[str, Any]) -> None:
 def m_save_template(ctx: Ctx, input: dict[str, Any] | None = None) -> dict[str, Any]:
     args = input or {}
     existing = ctx.cloud.get_template(args["id"], ctx.principal) if args.get("id") else None
-    tpl = existing or TemplateRecord(id="", name=args["name"], image=args["imageName"])
+    image = args.get("imageName") or (existing.image if existing else None)
+    if not image:
+        raise ApiError(400, "imageName is required to create a template")
+    tpl = existing or TemplateRecord(id="", name=args["name"], image=image)
     tpl.name = args["name"]
-    tpl.image = args["imageName"]
+    tpl.image = image
     tpl.args = args.get("dockerArgs") or ""
     tpl.disk = args.get("containerDiskInGb") or 50
     size = args.get("volumeInGb") or 0
@@ -421,8 +490,14 @@ def m_save_template(ctx: Ctx, input: dict[str, Any] | None = None) -> dict[str, 
     tpl.registry = args.get("containerRegistryAuthId") or None
     if args.get("category"):
         tpl.category = args["category"]
-    save = ctx.cloud.save_template if existing else ctx.cloud.create_template
-    return template_gql(save(tpl, ctx.principal))
+    if existing:
+        return template_gql(ctx.cloud.save_template(tpl, ctx.principal))
+    made = template_gql(ctx.cloud.create_template(tpl, ctx.principal))
+    if ctx.cloud.created_500("template", "graphql"):
+        from graphql import GraphQLError
+
+        raise GraphQLError(SERVER_ERROR, extensions={"code": "INTERNAL_SERVER_ERROR"})
+    return made
 
 
 def m_delete_template(ctx: Ctx, templateName: str | None = None) -> None:
@@ -441,7 +516,8 @@ def m_update_user_settings(ctx: Ctx, input: dict[str, Any] | None = None) -> dic
     return user_gql(ctx)
 
 
-QUERY = {"gpuTypes": q_gpu_types, "myself": q_myself, "pod": q_pod, "dataCenters": q_datacenters}
+QUERY = {"gpuTypes": q_gpu_types, "myself": q_myself, "pod": q_pod, "dataCenters": q_datacenters,
+         "podTemplates": q_pod_templates, "podTemplate": q_pod_template, "cpuFlavors": q_cpu_flavors}
 MUTATION = {
     "podFindAndDeployOnDemand": m_deploy,
     "podRentInterruptable": m_rent_interruptable,
@@ -522,9 +598,9 @@ def make_endpoint(cloud: SandboxCloud):
                          operation_name=payload.get("operationName"))
         if hasattr(result, "__await__"):
             result = await result
-        body: dict[str, Any] = {"data": result.data}
+        body: dict[str, Any] = {"data": js_numbers(result.data)}
         if result.errors:
-            body = {"errors": [e.formatted for e in result.errors], "data": result.data}
+            body = {"errors": [e.formatted for e in result.errors], "data": js_numbers(result.data)}
         return JSONResponse(body, 200, headers)
 
     return graphql_endpoint

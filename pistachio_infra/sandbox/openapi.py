@@ -1,7 +1,9 @@
-"""RunPod's official REST v2 OpenAPI document (openapi-v2.json, a verbatim copy) and JSON Schema checks against it.
+r"""RunPod's official REST v2 OpenAPI document (openapi-v2.json, a verbatim copy) and JSON Schema checks against it.
 
 Request bodies are validated with the spec's own schemas (a violation is a 422 listing every error); the tests use
-`validate` the same way on responses.
+`validate` the same way on responses. `pattern` is matched with ECMA-262 semantics (the `regress` engine, unicode
+mode), as JSON Schema and RunPod's servers mean it: Python's `re` differs (`$` also matches before a final newline,
+`\s` and `\d` cover other characters), so e.g. an SSH key line ending in a newline would pass here and fail there.
 """
 
 from __future__ import annotations
@@ -20,15 +22,43 @@ def spec() -> dict[str, Any]:
 
 
 @cache
-def _validator(schema_ref: str):
-    from jsonschema import Draft202012Validator
+def _ecma(pattern: str):
+    import regress
 
+    return regress.Regex(pattern, "u")
+
+
+def _ecma_pattern(validator, pattern: str, instance: Any, schema: dict[str, Any]):
+    from jsonschema import ValidationError
+
+    if validator.is_type(instance, "string") and _ecma(pattern).find(instance) is None:
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+@cache
+def _validator(schema_ref: str):
+    from jsonschema import Draft202012Validator, validators
+
+    ecma = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})
     root = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "components": spec()["components"],
         "$ref": schema_ref,
     }
-    return Draft202012Validator(root, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return ecma(root, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def param_errors(method: str, path: str, name: str, value: Any) -> list[str]:
+    """Violations of the schema the spec gives query parameter `name` of `method path` (empty when valid)."""
+    from jsonschema import Draft202012Validator
+
+    for param in spec()["paths"][path][method.lower()].get("parameters", []):
+        if "$ref" in param:
+            param = spec()["components"]["parameters"][param["$ref"].rsplit("/", 1)[-1]]
+        if param.get("name") == name:
+            root = {"components": spec()["components"], **param["schema"]}
+            return [e.message for e in Draft202012Validator(root).iter_errors(value)]
+    return []
 
 
 def schema_ref(name: str) -> str:

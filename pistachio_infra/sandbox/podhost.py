@@ -10,11 +10,21 @@ Isolation, best first (chosen once per process by probing; `PodHost(isolation=..
 - "session": sshd in a session of its own; the pod's processes are the sshd tree plus every process whose
   environment carries the pod's marker (detached jobs keep it), PISTACHIO_WORKSPACE is the workspace directory.
 
+The pod's main process is its container start command, as in a container runtime (RunPod's `dockerArgs` / REST
+`args` replace the image's CMD): without one it is the image's default start, `start.sh` (here: sshd with the
+pod's config; in runpod/containers `official-templates/base/Dockerfile` ends with `CMD ["/start.sh"]` and
+`container-template/start.sh` sets up sshd from PUBLIC_KEY, at commit 6990d3773d180d0270d534a6e532c997dc629060).
+With a start command the command is the main process (split like a shell would, run with the pod env and `/` as
+cwd), and nothing else starts: a command that wants SSH starts sshd itself, or ends with `exec $PISTACHIO_START_SH`
+(also bind-mounted on `/start.sh` in the pod where that path can be made a mount point), the image's default start.
+In "namespace" isolation each pod also has its own UTS namespace: `hostname` in a pod answers its pod id.
+
 Each SSH session sees the env the server passes (RUNPOD_* and PUBLIC_KEY), PISTACHIO_WORKSPACE, PATH with the pod
 image first, and HOME = a per-pod home (fresh at each start, like a container disk) whose git config allows
 file:// submodules, which the stand-in diffusion-pipe repo uses.
 
-Files per pod under `<root>/pods/<pod_id>/`: sshd_config, host key, authorized_keys, home/, sshd.log, pod.json.
+Files per pod under `<root>/pods/<pod_id>/`: sshd_config, host key, authorized_keys, home/, start.sh, pod.json and
+sshd.log (the container log: what the main process writes).
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import functools
 import json
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import socket
@@ -38,6 +49,8 @@ from .image import PodImage
 
 SSHD = "/usr/sbin/sshd"
 WORKSPACE = Path("/workspace")
+START_SH = Path("/start.sh")  # where RunPod's official images keep their default start (see the module doc)
+START_ENV = "PISTACHIO_START_SH"  # announces the pod's default start script to the pod's processes
 MARKER = "PISTACHIO_SANDBOX_POD"
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 Isolation = Literal["auto", "namespace", "session"]
@@ -72,15 +85,19 @@ def pod_user() -> str:
 def _unshare_args() -> list[str]:
     """New mount + PID namespaces; not being root, inside a user namespace where we are root (for the mount)."""
     user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
-    return ["unshare", *user, "--mount", "--pid", "--fork", "--mount-proc", "--kill-child"]
+    return ["unshare", *user, "--mount", "--uts", "--pid", "--fork", "--mount-proc", "--kill-child"]
 
 
-# Runs as the namespace's init: bind-mounts the workspace, then becomes sshd. Not being root, sshd runs in a nested
-# user namespace that maps us back to our own uid, so it logs in this user without privilege separation.
+# Runs as the namespace's init: sets the pod's hostname, bind-mounts the workspace (and the default start script on
+# /start.sh), then becomes the pod's main process (sshd, or the start command). Not being root, that runs in a nested
+# user namespace that maps us back to our own uid, so sshd logs in this user without privilege separation.
+# Arguments: hostname, workspace dir or "", start script or "", uid, gid, main command...
 NAMESPACE_INIT = """\
 set -e
-[ -z "$1" ] || mount --bind "$1" /workspace
-shift
+[ -z "$1" ] || echo "$1" 2>/dev/null > /proc/sys/kernel/hostname || true  # a read-only /proc/sys: host's name
+[ -z "$2" ] || mount --bind "$2" /workspace
+[ -z "$3" ] || mount --bind "$3" /start.sh
+shift 3
 if [ "$(id -u)" = "$1" ]; then shift 2; exec "$@"; fi
 uid=$1 gid=$2; shift 2
 exec unshare --user --map-user="$uid" --map-group="$gid" -- "$@"
@@ -93,7 +110,7 @@ def namespaces_work() -> bool:
     if not shutil.which("unshare"):
         return False
     try:
-        result = subprocess.run([*_unshare_args(), "/bin/sh", "-c", NAMESPACE_INIT, "probe", "",
+        result = subprocess.run([*_unshare_args(), "/bin/sh", "-c", NAMESPACE_INIT, "probe", "probe", "", "",
                                  str(os.getuid()), str(os.getgid()), "true"], capture_output=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -105,6 +122,14 @@ def _workspace_mountpoint() -> bool:
     with contextlib.suppress(OSError):
         WORKSPACE.mkdir(exist_ok=True)
     return WORKSPACE.is_dir()
+
+
+def _start_sh_mountpoint() -> bool:
+    """Whether /start.sh exists (or can be made, empty) as a mount point for the pods' default start script."""
+    if not START_SH.exists():
+        with contextlib.suppress(OSError):
+            START_SH.touch(mode=0o644)
+    return START_SH.is_file()
 
 
 # ---- /proc helpers -------------------------------------------------------------------------------------------
@@ -202,8 +227,11 @@ class PodHost:
     # -- lifecycle
 
     def start(self, pod_id: str, *, ssh_port: int, public_key: str, env: dict[str, str], workspace: Path,
-              wait: bool = True, timeout: float = 10.0) -> None:
-        """Starts the pod's sshd (stopping any earlier one of this pod); with `wait`, returns once SSH answers."""
+              start_cmd: str | None = None, wait: bool = True, timeout: float = 10.0) -> None:
+        """Starts the pod's main process (stopping any earlier one of this pod): `start_cmd` when given (a container
+        start command, split like a shell does), else the default start (sshd). With `wait`, returns once SSH
+        answers (with a start command: once the main process runs, since only the command knows whether SSH comes)."""
+        argv = shlex.split(start_cmd) if start_cmd and start_cmd.strip() else None
         self.stop(pod_id)
         sshd = _sshd_path()
         pod = self.pod_dir(pod_id)
@@ -223,18 +251,25 @@ class PodHost:
 
         namespaced = self.isolation == "namespace"
         mount = namespaced and _workspace_mountpoint()
+        mount_start = namespaced and _start_sh_mountpoint()
         workspace_path = str(WORKSPACE) if mount else str(workspace)
+        start_sh = pod / "start.sh"
         token = uuid.uuid4().hex
         session_env = {
             **env,
             "PUBLIC_KEY": env.get("PUBLIC_KEY", public_key.strip()),
             "PISTACHIO_WORKSPACE": workspace_path,
+            START_ENV: str(START_SH) if mount_start else str(start_sh),
             "PATH": f"{self.image.bin_dir}:{BASE_PATH}",
             "HOME": str(home),
             MARKER: token,
         }
         config = pod / "sshd_config"
         config.write_text(self._sshd_config(ssh_port, host_key, authorized, session_env))
+        sshd_cmd = [sshd, "-D", "-e", "-f", str(config)]
+        start_sh.write_text("#!/bin/sh\n# the sandbox pod image's default start: sshd with this pod's config, in the"
+                            " foreground\nexec " + shlex.join(sshd_cmd) + "\n")
+        start_sh.chmod(0o755)
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         check = subprocess.run([sshd, "-t", "-f", str(config)], capture_output=True, text=True)
@@ -242,17 +277,26 @@ class PodHost:
             raise PodStartError(f"sshd rejected the config of pod {pod_id}: {check.stderr.strip()}")
 
         log = open(pod / "sshd.log", "ab")  # noqa: SIM115  (handed to the child)
-        sshd_cmd = [sshd, "-D", "-e", "-f", str(config)]
+        main = argv or sshd_cmd
         if namespaced:
-            cmd = [*_unshare_args(), "--", "/bin/sh", "-c", NAMESPACE_INIT, "pod", str(workspace) if mount else "",
-                   str(os.getuid()), str(os.getgid()), *sshd_cmd]
+            cmd = [*_unshare_args(), "--", "/bin/sh", "-c", NAMESPACE_INIT, "pod", pod_id,
+                   str(workspace) if mount else "", str(start_sh) if mount_start else "",
+                   str(os.getuid()), str(os.getgid()), *main]
         else:
-            cmd = sshd_cmd
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                                cwd=str(pod), env={"PATH": BASE_PATH, "LANG": "C.UTF-8", MARKER: token})
-        log.close()
+            cmd = main
+        # The main process gets the pod env, like a container's; sshd does not pass its own env on to sessions.
+        proc_env = {**session_env, "LANG": "C.UTF-8"} if argv else {"PATH": BASE_PATH, "LANG": "C.UTF-8",
+                                                                    MARKER: token}
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                    cwd="/" if argv else str(pod), env=proc_env)
+        except OSError as exc:  # session isolation: the command itself is exec'd here
+            raise PodStartError(f"pod {pod_id}: cannot run its start command {start_cmd!r}: {exc}") from exc
+        finally:
+            log.close()
         self._procs[pod_id] = proc
         record = {"pod_id": pod_id, "isolation": self.isolation, "port": ssh_port, "token": token,
+                  "start_cmd": start_cmd if argv else None,
                   "leader": proc.pid, "leader_start": _stat(proc.pid)[3] if _stat(proc.pid) else 0,
                   "workspace": str(workspace), "workspace_path": workspace_path}
         if namespaced:
@@ -261,7 +305,7 @@ class PodHost:
             record.update(init=init, init_start=init_stat[3] if init_stat else 0,
                           pid_ns=_pid_ns(init) if init_stat else None)
         (pod / "pod.json").write_text(json.dumps(record, indent=1))
-        if wait and not self.wait_ssh_ready(pod_id, timeout, handshake=True):
+        if wait and not argv and not self.wait_ssh_ready(pod_id, timeout, handshake=True):
             tail = (pod / "sshd.log").read_text(errors="replace")[-2000:]
             self.stop(pod_id)
             raise PodStartError(f"pod {pod_id}: sshd did not answer on 127.0.0.1:{ssh_port} within {timeout}s\n{tail}")
@@ -312,8 +356,11 @@ class PodHost:
 
     def ssh_ready(self, pod_id: str, *, handshake: bool = False) -> bool:
         """Whether the pod's sshd is up and listening on its port (cheap: no connection, so it can be polled).
-        With `handshake`, also connect and read the SSH banner."""
+        With `handshake`, also connect and read the SSH banner. A pod with a start command counts as ready once
+        its main process runs (RunPod reports such a pod RUNNING whether or not the command starts sshd)."""
         record = self._record(pod_id)
+        if record and record.get("start_cmd") and not handshake:
+            return self._alive(record) and (not record.get("init") or self._init_alive(record))
         if not record or not self._alive(record) or not _listening(record["port"]):
             return False
         if not handshake:

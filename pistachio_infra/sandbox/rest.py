@@ -7,6 +7,7 @@ status codes; request bodies are validated against the spec's schemas (422 with 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -18,8 +19,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import openapi
-from .billing import BUCKETS, pod_billing_report
-from .catalog import availability_level
+from .billing import BUCKETS, WindowError, pod_billing_report
+from .catalog import availability_level, cuda_key
 from .cloud import ACTIONS, ACTIVE, PUBLIC_IP, SERVER_ERROR, ApiError, CreateRequest, Principal, SandboxCloud
 from .podhost import pod_user
 from .store import PodRecord, TemplateRecord, VolumeRecord
@@ -150,9 +151,27 @@ def template_from_body(body: dict[str, Any], base: TemplateRecord | None = None)
     return tpl
 
 
+def boolean_param(request: Request, name: str) -> bool | None:
+    """A boolean query parameter (`true`/`false`, once); anything else is a 422, as the spec types it."""
+    values = request.query_params.getlist(name)
+    if not values:
+        return None
+    if len(values) > 1 or values[0] not in ("true", "false"):
+        raise ApiError(422, f"{name} must be true or false")
+    return values[0] == "true"
+
+
 def csv_param(request: Request, name: str) -> list[str]:
     raw = request.query_params.get(name)
     return [v.strip() for v in raw.split(",") if v.strip()] if raw else []
+
+
+def check_list_params(request: Request, *names: str) -> None:
+    """`name=` is the empty list (no filter); an empty entry in a non-empty list (`a,,b`, `,`) is malformed."""
+    for name in names:
+        raw = request.query_params.get(name)
+        if raw and any(not v.strip() for v in raw.split(",")):
+            raise ApiError(422, f"{name}: empty entry in {raw!r}")
 
 
 def gpu_json(cloud: SandboxCloud, gpu_id: str, request: Request, free: dict[str, dict[str, int]]) -> dict[str, Any]:
@@ -166,15 +185,28 @@ def gpu_json(cloud: SandboxCloud, gpu_id: str, request: Request, free: dict[str,
         "pool": gpu.pool,
         "manufacturer": gpu.manufacturer,
         "memory": gpu.memory,
-        "secure": True,
-        "community": True,
+        "secure": bool(gpu.stock),
+        "community": bool(gpu.community_stock),
         "price": price,
         "maxCount": {"secure": gpu.max_count, "community": gpu.max_count},
     }
     if "AVAILABILITY" in csv_param(request, "include"):
         count = int(request.query_params.get("count", "1"))
-        per_dc = free[gpu.id]
-        levels = {dc: availability_level(n) if n >= count else "NONE" for dc, n in per_dc.items()}
+        dcs = cloud.catalog.datacenters
+        countries = set(csv_param(request, "countryCodes"))
+        exact = set(csv_param(request, "cudaVersions"))
+        floor = request.query_params.get("minCudaVersion")
+
+        def cuda_ok(version: str) -> bool:
+            if exact:
+                return version in exact
+            if floor:  # a bare major means any release of it
+                return cuda_key(version)[: len(cuda_key(floor))] >= cuda_key(floor)
+            return True
+
+        per_dc = {dc: n for dc, n in free[gpu.id].items() if not countries or dcs[dc].country in countries}
+        levels = {dc: availability_level(n) if n >= count and cuda_ok(dcs[dc].cuda) else "NONE"
+                  for dc, n in per_dc.items()}
         best = max((n for dc, n in per_dc.items() if levels[dc] != "NONE"), default=0)
         out["availability"] = availability_level(best)
         offered = [
@@ -186,7 +218,9 @@ def gpu_json(cloud: SandboxCloud, gpu_id: str, request: Request, free: dict[str,
             out["dataCenters"] = offered
         versions: dict[str, bool] = {}
         for dc in per_dc:
-            version = cloud.catalog.datacenters[dc].cuda
+            version = dcs[dc].cuda
+            if exact and version not in exact:
+                continue
             versions[version] = versions.get(version, False) or levels[dc] != "NONE"
         out["cudaVersions"] = [{"version": v, "available": a} for v, a in sorted(versions.items())]
     return out
@@ -272,37 +306,48 @@ class RestApi:
         return run
 
     def routes(self) -> list[Route]:
-        e = self.endpoint
-        return [
-            Route("/v2/pods", e(self.list_pods), methods=["GET"]),
-            Route("/v2/pods", e(self.create_pod, "CreatePodRequest"), methods=["POST"]),
-            Route("/v2/pods/{id}", e(self.get_pod), methods=["GET"]),
-            Route("/v2/pods/{id}", e(self.update_pod, "UpdatePodRequest"), methods=["PATCH"]),
-            Route("/v2/pods/{id}", e(self.delete_pod), methods=["DELETE"]),
-            Route("/v2/pods/{id}/action", e(self.pod_action, "PodActionRequest"), methods=["POST"]),
-            Route("/v2/network-volumes", e(self.list_volumes), methods=["GET"]),
-            Route("/v2/network-volumes", e(self.create_volume, "CreateNetworkVolumeRequest"), methods=["POST"]),
-            Route("/v2/network-volumes/{id}", e(self.get_volume), methods=["GET"]),
-            Route("/v2/network-volumes/{id}", e(self.update_volume, "UpdateNetworkVolumeRequest"),
-                  methods=["PATCH"]),
-            Route("/v2/network-volumes/{id}", e(self.delete_volume), methods=["DELETE"]),
-            Route("/v2/templates", e(self.list_templates), methods=["GET"]),
-            Route("/v2/templates", e(self.create_template, "CreateTemplateRequest"), methods=["POST"]),
-            Route("/v2/templates/{id}", e(self.get_template), methods=["GET"]),
-            Route("/v2/templates/{id}", e(self.update_template, "UpdateTemplateRequest"), methods=["PATCH"]),
-            Route("/v2/templates/{id}", e(self.delete_template), methods=["DELETE"]),
-            Route("/v2/catalog/gpus", e(self.list_gpus), methods=["GET"]),
-            Route("/v2/catalog/gpus/{id:path}", e(self.get_gpu), methods=["GET"]),
-            Route("/v2/catalog/datacenters", e(self.list_datacenters), methods=["GET"]),
-            Route("/v2/catalog/datacenters/{id}", e(self.get_datacenter), methods=["GET"]),
-            Route("/v2/account/ssh-keys", e(self.get_ssh_keys), methods=["GET"]),
-            Route("/v2/account/ssh-keys", e(self.put_ssh_keys, "UpdateSshKeysRequest"), methods=["PUT"]),
-            Route("/v2/billing/pods", e(self.pod_billing), methods=["GET"]),
+        """One Route per path serving all its methods, so a 405 names every allowed method in `Allow`."""
+        table: list[tuple[Any, ...]] = [
+            ("GET", "/v2/pods", self.list_pods),
+            ("POST", "/v2/pods", self.create_pod, "CreatePodRequest"),
+            ("GET", "/v2/pods/{id}", self.get_pod),
+            ("PATCH", "/v2/pods/{id}", self.update_pod, "UpdatePodRequest"),
+            ("DELETE", "/v2/pods/{id}", self.delete_pod),
+            ("POST", "/v2/pods/{id}/action", self.pod_action, "PodActionRequest"),
+            ("GET", "/v2/network-volumes", self.list_volumes),
+            ("POST", "/v2/network-volumes", self.create_volume, "CreateNetworkVolumeRequest"),
+            ("GET", "/v2/network-volumes/{id}", self.get_volume),
+            ("PATCH", "/v2/network-volumes/{id}", self.update_volume, "UpdateNetworkVolumeRequest"),
+            ("DELETE", "/v2/network-volumes/{id}", self.delete_volume),
+            ("GET", "/v2/templates", self.list_templates),
+            ("POST", "/v2/templates", self.create_template, "CreateTemplateRequest"),
+            ("GET", "/v2/templates/{id}", self.get_template),
+            ("PATCH", "/v2/templates/{id}", self.update_template, "UpdateTemplateRequest"),
+            ("DELETE", "/v2/templates/{id}", self.delete_template),
+            ("GET", "/v2/catalog/gpus", self.list_gpus),
+            ("GET", "/v2/catalog/gpus/{id:path}", self.get_gpu),
+            ("GET", "/v2/catalog/datacenters", self.list_datacenters),
+            ("GET", "/v2/catalog/datacenters/{id}", self.get_datacenter),
+            ("GET", "/v2/account/ssh-keys", self.get_ssh_keys),
+            ("PUT", "/v2/account/ssh-keys", self.put_ssh_keys, "UpdateSshKeysRequest"),
+            ("GET", "/v2/billing/pods", self.pod_billing),
         ]
+        by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+        for method, path, handler, *schema in table:
+            by_path.setdefault(path, {})[method] = self.endpoint(handler, *schema)
+
+        def dispatch(methods: dict[str, Callable[[Request], Awaitable[Response]]]):
+            async def run(request: Request) -> Response:
+                return await methods["GET" if request.method == "HEAD" else request.method](request)
+
+            return run
+
+        return [Route(path, dispatch(methods), methods=list(methods)) for path, methods in by_path.items()]
 
     # pods
 
     async def list_pods(self, request, principal, body):
+        boolean_param(request, "includeClusterPods")
         return 200, {"pods": [pod_json(self.cloud, p) for p in self.cloud.list_pods(principal)]}
 
     async def create_pod(self, request, principal, body):
@@ -380,6 +425,8 @@ class RestApi:
 
     async def create_template(self, request, principal, body):
         tpl = self.cloud.create_template(template_from_body(body), principal)
+        if self.cloud.created_500("template", "rest"):
+            raise ApiError(500, SERVER_ERROR)
         return 201, template_json(tpl)
 
     async def get_template(self, request, principal, body):
@@ -397,6 +444,7 @@ class RestApi:
     # catalog
 
     def _check_catalog_params(self, request: Request) -> None:
+        check_list_params(request, "include", "product", "countryCodes", "cudaVersions")
         include = csv_param(request, "include")
         product = csv_param(request, "product")
         bad = [i for i in include if i != "AVAILABILITY"]
@@ -409,40 +457,64 @@ class RestApi:
         bad = [p for p in product if p not in ("POD", "CLUSTER", "SERVERLESS")]
         if bad:
             raise ApiError(422, f"product: unsupported value {bad[0]!r}")
-        count = request.query_params.get("count", "1")
+        q = request.query_params
+        count = q.get("count", "1")
         if not count.isdigit() or int(count) < 1:
             raise ApiError(422, "count must be an integer ≥ 1")
-        if "count" in request.query_params and not include:
-            raise ApiError(400, "count is only valid with include=AVAILABILITY")
+        for name in ("count", "cloud", "countryCodes", "cudaVersions", "minCudaVersion"):
+            if name in q and not include:
+                raise ApiError(400, f"{name} is only valid with include=AVAILABILITY")
+        if q.get("cloud", "SECURE") not in ("SECURE", "COMMUNITY"):
+            raise ApiError(422, f"cloud: unsupported value {q['cloud']!r}; supported: SECURE, COMMUNITY")
+        if "cudaVersions" in q and "minCudaVersion" in q:
+            raise ApiError(400, "cudaVersions and minCudaVersion are mutually exclusive")
+        for name, pattern in (("countryCodes", r"[A-Z]{2}"), ("cudaVersions", r"[0-9]+\.[0-9]+")):
+            bad = [v for v in csv_param(request, name) if not re.fullmatch(pattern, v)]
+            if bad:
+                raise ApiError(422, f"{name}: malformed entry {bad[0]!r}")
+        if "minCudaVersion" in q and not re.fullmatch(r"[0-9]+(\.[0-9]+)?", q["minCudaVersion"]):
+            raise ApiError(422, f"minCudaVersion: malformed value {q['minCudaVersion']!r}")
 
     async def list_gpus(self, request, principal, body):
         self._check_catalog_params(request)
-        free = self.cloud.free_gpus()
-        return 200, {"gpus": [gpu_json(self.cloud, gid, request, free) for gid in self.cloud.catalog.gpus]}
+        free = self.cloud.free_gpus(request.query_params.get("cloud", "SECURE"))
+        gpus = [gpu_json(self.cloud, gid, request, free) for gid in self.cloud.catalog.gpus]
+        if "countryCodes" in request.query_params:  # a type with no data center in those countries drops out
+            countries = set(csv_param(request, "countryCodes"))
+            gpus = [g for g in gpus if any(self.cloud.catalog.datacenters[dc].country in countries
+                                           for dc in free[g["id"]])]
+        return 200, {"gpus": gpus}
 
     async def get_gpu(self, request, principal, body):
         self._check_catalog_params(request)
         gpu_id = request.path_params["id"]
         if gpu_id not in self.cloud.catalog.gpus:
             raise ApiError(404, f"GPU type {gpu_id!r} not found")
-        return 200, gpu_json(self.cloud, gpu_id, request, self.cloud.free_gpus())
+        return 200, gpu_json(self.cloud, gpu_id, request,
+                             self.cloud.free_gpus(request.query_params.get("cloud", "SECURE")))
 
     def _datacenters(self, request: Request) -> tuple[list[str], list[str]]:
+        check_list_params(request, "include", "regions", "networkVolumeTypes", "compliance")
         include = csv_param(request, "include")
         bad = [i for i in include if i not in ("GPU_AVAILABILITY", "CPU_AVAILABILITY")]
         if bad:
             raise ApiError(422, f"include: unsupported value {bad[0]!r}")
+        for name in ("regions", "networkVolumeTypes", "compliance"):
+            if name in request.query_params:
+                errs = openapi.param_errors("GET", "/v2/catalog/datacenters", name, csv_param(request, name))
+                if errs:  # an empty list is schema-valid: no filter
+                    raise ApiError(422, f"{name}: {errs[0]}")
         regions = set(csv_param(request, "regions"))
         volume_types = set(csv_param(request, "networkVolumeTypes"))
         compliance = set(csv_param(request, "compliance"))
-        global_network = request.query_params.get("globalNetwork")
+        global_network = boolean_param(request, "globalNetwork")
         chosen = []
         for dc in self.cloud.catalog.datacenters.values():
             if regions and dc.region not in regions:
                 continue
             if not volume_types <= set(dc.volume_types) or not compliance <= set(dc.compliance):
                 continue
-            if global_network is not None and dc.global_network != (global_network.lower() == "true"):
+            if global_network is not None and dc.global_network != global_network:
                 continue
             chosen.append(dc.id)
         return chosen, include
@@ -456,7 +528,11 @@ class RestApi:
         dc_id = request.path_params["id"]
         if dc_id not in self.cloud.catalog.datacenters:
             raise ApiError(404, f"data center {dc_id!r} not found")
+        check_list_params(request, "include")
         include = csv_param(request, "include")
+        bad = [i for i in include if i not in ("GPU_AVAILABILITY", "CPU_AVAILABILITY")]
+        if bad:
+            raise ApiError(422, f"include: unsupported value {bad[0]!r}")
         return 200, datacenter_json(self.cloud, dc_id, include, self.cloud.free_gpus())
 
     # account / billing
@@ -485,14 +561,20 @@ class RestApi:
             if raw is None:
                 return None
             try:
-                return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+                value = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
             except ValueError:
-                raise ApiError(422, f"{name} must be an RFC 3339 date-time") from None
+                value = None
+            if value is None or value.tzinfo is None or "T" not in raw.upper():  # RFC 3339 needs both
+                raise ApiError(422, f"{name} must be an RFC 3339 date-time")
+            return value
 
-        report = pod_billing_report(
-            self.cloud.store.intervals(), time.time(), bucket=bucket, start=when("startTime"), end=when("endTime"),
-            last_n=int(last_n) if last_n else None, pod_id=q.get("podId"),
-        )
+        try:
+            report = pod_billing_report(
+                self.cloud.store.intervals(), time.time(), bucket=bucket, start=when("startTime"),
+                end=when("endTime"), last_n=int(last_n) if last_n else None, pod_id=q.get("podId"),
+            )
+        except WindowError as exc:
+            raise ApiError(400, str(exc)) from None
         return 200, report
 
 

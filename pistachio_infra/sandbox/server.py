@@ -240,6 +240,12 @@ async def serve(home, cloud, scenario, api_sock, hf_sock, boot, repos, repo_erro
         loop.add_signal_handler(sig, shutdown)
 
     app = build_api_app(cloud, {"boot": boot}, shutdown)
+    from . import requestlog
+
+    if requestlog.enabled():
+        requestlog.log.setLevel(logging.DEBUG)
+        app = requestlog.RequestLog(app)
+        log.info("request log on (%s): one DEBUG line per API request", requestlog.ENV)
     hf_app = LazyApp("the HF hub stand-in", lambda: build_hf(home))
     for application in (app, hf_app):
         config = uvicorn.Config(application, lifespan="off", log_level="warning", access_log=False, ws="none",

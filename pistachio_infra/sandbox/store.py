@@ -16,7 +16,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS pods (id TEXT PRIMARY KEY, status TEXT NOT NULL, created REAL NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS volumes (id TEXT PRIMARY KEY, created REAL NOT NULL, data TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS templates (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created REAL NOT NULL,
+CREATE TABLE IF NOT EXISTS templates (id TEXT PRIMARY KEY, name TEXT NOT NULL, created REAL NOT NULL,
                                       data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS billing (pod_id TEXT NOT NULL, start REAL NOT NULL, end REAL, rate REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS billing_pod ON billing (pod_id);
@@ -68,6 +68,7 @@ class PodRecord:
     drop_after: float | None = None
     dropped: bool = False
     terminated_at: float | None = None
+    volume_mount_path: str | None = None  # GraphQL volumeMountPath as sent, echoed even without a volume
 
     @property
     def volume_id(self) -> str | None:
@@ -80,7 +81,7 @@ class PodRecord:
             return self.mounts["network"][0]["path"]
         if self.mounts.get("persistent"):
             return self.mounts["persistent"]["path"]
-        return "/workspace"
+        return self.volume_mount_path or "/workspace"
 
     @property
     def volume_gb(self) -> int:
@@ -130,6 +131,10 @@ class SandboxStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        old = self.db.execute("SELECT sql FROM sqlite_master WHERE name = 'templates'").fetchone()
+        if old and "UNIQUE" in old[0]:  # a home made before template names could repeat (issue 18)
+            self.db.executescript("ALTER TABLE templates RENAME TO templates_old;" + SCHEMA +
+                                  "INSERT INTO templates SELECT * FROM templates_old; DROP TABLE templates_old;")
 
     def close(self) -> None:
         self.db.close()
@@ -201,7 +206,8 @@ class SandboxStore:
         return TemplateRecord(**json.loads(row[0])) if row else None
 
     def template_by_name(self, name: str) -> TemplateRecord | None:
-        row = self.db.execute("SELECT data FROM templates WHERE name = ?", (name,)).fetchone()
+        """The oldest template of that name (names need not be unique)."""
+        row = self.db.execute("SELECT data FROM templates WHERE name = ? ORDER BY created", (name,)).fetchone()
         return TemplateRecord(**json.loads(row[0])) if row else None
 
     def templates(self) -> list[TemplateRecord]:

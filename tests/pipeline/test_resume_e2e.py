@@ -30,7 +30,7 @@ def _kill_at(project, state, stage: str) -> str:
 CHAINS = {
     "pod-setup": ["provision", "bootstrap", "upload", "caption", "split"],
     "training": ["render", "train", "select", "harvest"],
-    "finish": ["install", "teardown", "report"],
+    "finish": ["teardown", "install", "report"],  # the pod ends before the LoRA is installed
 }
 
 
@@ -101,3 +101,15 @@ def test_preemption_during_training_resumes_on_a_new_pod_from_the_checkpoint(san
     pods = admin.pods()
     assert len(pods) == 2 and live_pods(admin) == []
     one_pod_at_a_time(admin)
+
+
+def test_reap_ends_the_pod_of_a_job_whose_client_was_killed(sandbox, sandbox_admin, tmp_path, state):
+    """Issue 14: a SIGKILLed client leaves its job marked running; `reap` must not count it as live (the OS
+    released the dead client's job lock)."""
+    project = write_project(tmp_path / "proj")
+    _kill_at(project, state, "bootstrap")
+    assert len(live_pods(sandbox_admin)) == 1
+    reaped = cli("reap", "--yes")
+    assert reaped.returncode == 0, reaped.stdout + reaped.stderr
+    assert "terminated pistachio-job-pip" in reaped.stdout, reaped.stdout
+    assert live_pods(sandbox_admin) == []

@@ -213,3 +213,39 @@ def test_a_client_killed_right_after_the_launch_reattaches_to_that_training(sand
     assert "re-attaching to the training" in done.stdout or "already finished" in done.stdout
     assert state.result("train")["run"] == runs[0].name and len(state.events("train_launch")) == 1
     assert live_pods(sandbox_admin) == []
+
+
+def test_a_published_run_is_pulled_into_comfyui_without_renting(sandbox, sandbox_admin, tmp_path, state):
+    """Issue 14 item 3/4: with hf_namespace the run publishes a private <ns>/<job>-lora repo (adapter, config,
+    loss plot, captions, report, model card) to the sandbox's hub stand-in; `pull` installs it, renting nothing."""
+    import tomlkit
+    from huggingface_hub import HfApi
+
+    token = "hf_" + "p" * 24  # built at run time: no token-shaped literal in the repo
+    project = write_project(tmp_path / "proj")
+    doc = tomlkit.parse(project.read_text())
+    doc["project"]["hf_namespace"] = "sandbox-user"
+    project.write_text(tomlkit.dumps(doc))
+    done = cli("train", "pip", "--project", str(project), env={"HF_TOKEN": token})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "durable result: the private HF repo sandbox-user/pip-lora" in done.stdout
+    step = state.result("select")["step"]
+    api = HfApi(endpoint=sandbox.hf_endpoint, token=token)
+    info = api.model_info("sandbox-user/pip-lora")
+    assert info.private
+    files = {s.rfilename for s in info.siblings}
+    assert {"adapter_model.safetensors", "adapter_config.json", "README.md", "report.md"} <= files
+    card = Path(api.hf_hub_download("sandbox-user/pip-lora", "README.md", cache_dir=str(tmp_path / "c"))).read_text()
+    assert "base_model: Wan-AI/Wan2.1-T2V-14B" in card and "instance_prompt: pip7" in card
+    assert f"step {step}" in card and token not in card
+    loras = tmp_path / "proj" / "ComfyUI" / "models" / "loras"
+    for old in loras.glob("*.safetensors"):
+        old.unlink()
+    pods_before = len(sandbox_admin.pods())
+    pulled = cli("pull", "pip", "--project", str(project), env={"HF_TOKEN": token})
+    assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+    assert len(sandbox_admin.pods()) == pods_before  # nothing rented
+    installed = list(loras.glob("*.safetensors"))
+    assert len(installed) == 1 and _open_lora(installed[0]) > 0
+    assert (tmp_path / "proj" / "runs" / "pip" / "published" / "report.md").is_file()
+    assert live_pods(sandbox_admin) == []

@@ -271,6 +271,20 @@ def test_templates_crud(api):
     api.delete_template(made.id)  # idempotent
 
 
+def test_template_create_recovery_never_adopts_an_older_namesake(api, adapter, sandbox_admin):
+    """Template names need not be unique (the REST v2 spec asks nothing of them), so a create that errs after
+    creating must find the template it made, not an older one of the same name (issue 18)."""
+    name = unique("pst-tpl")
+    older = api.create_template(Template(id="", name=name, image=IMAGE, container_disk_gb=10))
+    sandbox_admin.inject("create_500_after_create", count=1, api=ADAPTER_API[adapter], resource="template")
+    made = api.create_template(Template(id="", name=name, image=IMAGE + "-new", container_disk_gb=10))
+    assert sandbox_admin.faults() == []  # the 500 was really answered
+    assert made.id != older.id and made.image == IMAGE + "-new"
+    assert sorted(t.id for t in api.list_templates() if t.name == name) == sorted([older.id, made.id])
+    api.delete_template(made.id)
+    api.delete_template(older.id)
+
+
 # --- faults the sandbox injects -----------------------------------------------------------------------------
 
 

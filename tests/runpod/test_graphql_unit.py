@@ -269,3 +269,17 @@ def test_gpu_types_with_stock_per_data_center(api, server):
     fields = next(f for root, f, _ in server.seen if root == "gpuTypes")
     aliases = [s.alias.value for s in fields[0].selection_set.selections if getattr(s, "alias", None)]
     assert aliases == ["dc0", "dc1"]
+
+
+def test_create_sends_the_start_command_as_docker_args_verbatim(api, server):
+    from pistachio_infra.pods.guard import start_command
+    from pistachio_infra.pods.watchdog import WatchdogPolicy
+
+    cmd = start_command(WatchdogPolicy(max_runtime_s=3600), rest_url="https://rest.runpod.io/v1", limit_s=600)
+    server.script["gpuTypes"] = [gpu_answer()]
+    server.script["podFindAndDeployOnDemand"] = [data("podFindAndDeployOnDemand", {"id": POD["id"]})]
+    server.script["pod"] = [data("pod", POD)]
+    api.create_pod(PodRequest(name="pst-guard", image="img:1", gpu_type_id="NVIDIA RTX A6000", args=cmd))
+    fields = next(f for root, f, _ in server.seen if root == "podFindAndDeployOnDemand")
+    args = {a.name.value: value_from_ast_untyped(a.value) for a in fields[0].arguments}["input"]
+    assert args["dockerArgs"] == cmd and cmd.startswith("bash -c ")

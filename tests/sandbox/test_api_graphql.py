@@ -118,7 +118,10 @@ def test_volumes_templates_user_settings_and_edits(sandbox):
     tpl = data(sandbox, save)["saveTemplate"]
     assert tpl["env"] == [{"key": "K", "value": "V"}] and tpl["volumeInGb"] == 20 and tpl["ports"] == "22/tcp"
     assert data(sandbox, "query { myself { podTemplates { id } } }")["myself"]["podTemplates"] == [{"id": tpl["id"]}]
-    assert "already exists" in gql(sandbox, save)["errors"][0]["message"]
+    twin = data(sandbox, save)["saveTemplate"]  # names need not be unique (RunPod forces nothing; issue 18)
+    assert twin["id"] != tpl["id"]
+    data(sandbox, 'mutation { deleteTemplate(templateName: "tpl") }')  # the oldest of that name
+    assert data(sandbox, "query { myself { podTemplates { id } } }")["myself"]["podTemplates"] == [{"id": twin["id"]}]
     data(sandbox, 'mutation { deleteTemplate(templateName: "tpl") }')
     assert data(sandbox, "query { myself { podTemplates { id } } }")["myself"]["podTemplates"] == []
 
@@ -131,7 +134,7 @@ def test_volumes_templates_user_settings_and_edits(sandbox):
 
     pod = data(sandbox, DEPLOY.format(name="edit", gpu="NVIDIA A40", dc="null"))["podFindAndDeployOnDemand"]
     edited = data(sandbox, f'mutation {{ podEditJob(input: {{podId: "{pod["id"]}", imageName: "img:2", '
-                           'env: [{key: "A", value: "2"}]}) { imageName env } }')
+                           'containerDiskInGb: 50, env: [{key: "A", value: "2"}]}) { imageName env } }')
     assert edited["podEditJob"] == {"imageName": "img:2", "env": ["A=2"]}
 
 

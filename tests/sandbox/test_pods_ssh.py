@@ -121,7 +121,7 @@ def test_detached_job_outlives_session_but_not_the_pod(pod_host, pod_key, tmp_pa
     job_in_pod = int((workspace / "job.pid").read_text())
     # the session is over; the job is still one of the pod's processes (sleep: pid as seen on the host)
     def sleeping_jobs() -> list[int]:
-        return [p for p in pod_host.processes("poddet1") if Path(f"/proc/{p}/comm").read_text().strip() == "sleep"]
+        return [p for p in pod_host.processes("poddet1") if comm(p) == "sleep"]
 
     while not sleeping_jobs() and time.monotonic() < deadline:  # `sh` has yet to exec sleep
         time.sleep(0.02)
@@ -211,3 +211,68 @@ def test_port_in_use_fails_start(pod_image, pod_key, tmp_path):
             host.start("podbusy", ssh_port=busy.getsockname()[1], public_key=pod_key.with_suffix(".pub").read_text(),
                        env={}, workspace=tmp_path / "ws", timeout=3)
     assert host.processes("podbusy") == []
+
+
+# --- the container start command (issue 18) -------------------------------------------------------------------
+# runpod/containers @ 6990d3773d180d0270d534a6e532c997dc629060: official-templates/base/Dockerfile ends with
+# `CMD ["/start.sh"]`; container-template/start.sh starts sshd from PUBLIC_KEY. A start command replaces that CMD.
+
+
+def comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def wait_for(predicate, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def test_start_command_runs_with_the_pod_env_and_chains_the_default_start(pod_host, pod_key, tmp_path):
+    port = free_port()
+    workspace = tmp_path / "volumes" / "podcmd"
+    cmd = ("bash -c 'echo \"$MARK $RUNPOD_POD_ID $(pwd)\" > \"$PISTACHIO_WORKSPACE/first.txt\"; "
+           "sleep 300 & exec \"$PISTACHIO_START_SH\"'")
+    pod_host.start("podcmd", ssh_port=port, public_key=pod_key.with_suffix(".pub").read_text(), workspace=workspace,
+                   env={"RUNPOD_POD_ID": "podcmd", "MARK": "hello"}, start_cmd=cmd)
+    assert wait_for(lambda: pod_host.ssh_ready("podcmd", handshake=True))
+    result = ssh(port, pod_key, 'cat "$PISTACHIO_WORKSPACE/first.txt"; echo "$PISTACHIO_START_SH"')
+    assert result.returncode == 0, result.stderr
+    first, start_sh = result.stdout.splitlines()
+    assert first == "hello podcmd /"
+    assert Path(start_sh).name == "start.sh"
+    sleepers = [p for p in pod_host.processes("podcmd") if comm(p) == "sleep"]
+    assert sleepers  # the guard started by the command belongs to the pod...
+    pod_host.stop("podcmd")
+    assert not any(alive(p) for p in sleepers)  # ...and dies with it
+
+
+def test_start_command_without_the_default_start_has_no_sshd(pod_host, pod_key, tmp_path):
+    port = free_port()
+    pod_host.start("podnossh", ssh_port=port, public_key=pod_key.with_suffix(".pub").read_text(),
+                   workspace=tmp_path / "ws", env={}, start_cmd="sleep 300")
+    assert pod_host.ssh_ready("podnossh")  # the container runs: RunPod says RUNNING
+    assert not pod_host.ssh_ready("podnossh", handshake=True)
+    assert ssh(port, pod_key, "true", timeout=20).returncode != 0
+    wait_for(lambda: any(comm(p) == "sleep"
+                         for p in pod_host.processes("podnossh")))  # the command is the pod's process
+
+
+@pytest.mark.skipif(not namespaces_work(), reason="needs Linux namespaces (UTS)")
+def test_each_namespaced_pod_has_its_own_hostname(pod_image, pod_key, tmp_path):
+    host = PodHost(tmp_path / "sandbox", pod_image, isolation="namespace")
+    try:
+        ports = {pod_id: start_pod(host, pod_key, tmp_path, pod_id)[0] for pod_id in ("podhosta", "podhostb")}
+        names = {pod_id: ssh(port, pod_key, "cat /proc/sys/kernel/hostname").stdout.strip()
+                 for pod_id, port in ports.items()}
+        assert names == {"podhosta": "podhosta", "podhostb": "podhostb"}
+        assert socket.gethostname() not in names.values()
+    finally:
+        host.stop_all()

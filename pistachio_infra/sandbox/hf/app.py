@@ -63,6 +63,8 @@ def _repo(store: HubStore, request: Request) -> Repo:
         if _token(request) is None:
             raise HubError(401, "RepoNotFound", "Invalid username or password.")
         raise HubError(404, "RepoNotFound", "Repository not found")
+    if repo.card.private and _token(request) is None:
+        raise HubError(401, "RepoNotFound", "Invalid username or password.")
     return repo
 
 
@@ -151,7 +153,7 @@ def _model_json(repo: Repo, commit: Commit | None, *, siblings: bool, blobs: boo
         "id": repo.id,
         "modelId": repo.id,
         "author": repo.id.split("/")[0],
-        "private": False,
+        "private": repo.card.private,
         "gated": card.gated,
         "disabled": False,
         "downloads": card.downloads,
@@ -395,8 +397,10 @@ def create_app(root: Path) -> Starlette:
             }
         )
 
+    from .upload import routes as write_routes
+
     repo_api = "/api/models/{org}/{name}"
-    routes = [
+    routes = [*write_routes(store, guarded),
         Route("/api/whoami-v2", guarded(whoami)),
         Route("/api/models", guarded(list_models)),
         Route(repo_api, guarded(model_info)),

@@ -118,6 +118,7 @@ class RepoCard:
     downloads: int = 0
     likes: int = 0
     gated: str | bool = False  # False, "auto" or "manual"
+    private: bool = False  # readable only with a token (the hub answers 401/404 without one)
 
 
 @dataclass
