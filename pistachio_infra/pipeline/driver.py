@@ -72,16 +72,17 @@ class JobBusyError(PistachioError):
 # --- the lock -------------------------------------------------------------------------------------------------
 
 @contextmanager
-def job_lock(name: str) -> Iterator[None]:
-    """Refuse a second run of the same job (in any process) while this one holds the lock."""
+def job_lock(name: str, project: str = "") -> Iterator[None]:
+    """Refuse a second run of the same job of the same project (in any process) while this one holds the lock."""
     from filelock import FileLock, Timeout
 
     from ..paths import state_dir
 
     folder = state_dir() / "locks"
     folder.mkdir(parents=True, exist_ok=True)
-    pid_file = folder / f"{name}.pid"
-    lock = FileLock(str(folder / f"{name}.lock"), timeout=0)
+    key = f"{name}-{hashlib.sha256(project.encode()).hexdigest()[:12]}" if project else name
+    pid_file = folder / f"{key}.pid"
+    lock = FileLock(str(folder / f"{key}.lock"), timeout=0)
     try:
         lock.acquire()
     except Timeout:
@@ -144,7 +145,7 @@ def preflight(req: TrainRequest) -> tuple[Any, Any, tuple[str, ...], str]:
 # --- the run --------------------------------------------------------------------------------------------------
 
 def run_training(req: TrainRequest, console: Any) -> TrainResult:
-    with job_lock(req.job.name):
+    with job_lock(req.job.name, project_key(req)):
         store = Store()
         try:
             return _run(req, console, store)
@@ -152,9 +153,14 @@ def run_training(req: TrainRequest, console: Any) -> TrainResult:
             store.close()
 
 
+def project_key(req: TrainRequest) -> str:
+    """A job's identity is its project (the resolved project folder, where its runs/ live) plus its name."""
+    return str(Path(req.base_dir).resolve())
+
+
 def _open_run(req: TrainRequest, store: Store, cloud: Any, fingerprint: str, console: Any) -> tuple[int, dict]:
     cloud_name = "sandbox" if cloud.sandbox else "runpod"
-    last = store.latest_job(req.job.name, cloud=cloud_name, campaign=req.campaign)
+    last = store.latest_job(req.job.name, cloud=cloud_name, campaign=req.campaign, project=project_key(req))
     if last is not None and last["status"] != "done":
         if not req.restart and last["spec"].get("fingerprint") == fingerprint:
             console.print(f"  resuming run {last['id']} of {req.job.name} (started "
@@ -166,7 +172,8 @@ def _open_run(req: TrainRequest, store: Store, cloud: Any, fingerprint: str, con
     stamp = datetime.now(UTC).strftime(RUN_STAMP)
     spec = {"fingerprint": fingerprint, "stamp": stamp, "job": req.job.model_dump(mode="json"),
             "run_folder": str(Path(req.base_dir).resolve() / "runs" / req.job.name / stamp)}
-    return store.create_job(req.job.name, cloud=cloud_name, spec=spec, campaign=req.campaign), spec
+    return store.create_job(req.job.name, cloud=cloud_name, spec=spec, campaign=req.campaign,
+                            project=project_key(req)), spec
 
 
 def _abandon(store: Store, cloud: Any, job_id: int, console: Any) -> None:

@@ -260,8 +260,10 @@ def _spent(ctx: RunContext) -> float:
     return ctx.session.cost_per_hr * max(0.0, time.time() - pod.created_at) / 3600
 
 
-def follow(ctx: RunContext, rendered: RenderedConfigs, run: str | None) -> tuple[Progress, str, int | None]:
-    """Follow the train job to its end; returns (progress, run dir name, exit code)."""
+def follow(ctx: RunContext, rendered: RenderedConfigs, run: str | None,
+           before: set[str] | None = None) -> tuple[Progress, str, int | None]:
+    """Follow the train job to its end; returns (progress, run dir name, exit code). `before`: the run folders
+    listed before the launch (a fast trainer has made its own by the time this starts)."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
     from rich.progress import Progress as Bar
 
@@ -275,7 +277,8 @@ def follow(ctx: RunContext, rendered: RenderedConfigs, run: str | None) -> tuple
     full = full_sync_needed(ctx)
     cadence = rendered.cadence
     progress = Progress(total=cadence.estimated_steps if cadence else 0)
-    before = _list_runs(ctx) if run is None else set()
+    if before is None:
+        before = _list_runs(ctx) if run is None else set()
     offset = 0
     last_sync = 0.0
     synced_saves = 0
@@ -345,6 +348,7 @@ def train(ctx: RunContext, rendered: RenderedConfigs) -> dict[str, Any]:
 
     run = _recorded_run(ctx)
     job = ctx.remote.job(TRAIN_JOB)
+    before: set[str] | None = None
     if job is not None and job.running and run is not None:
         ctx.say(f"re-attaching to the training running on {ctx.pod_name} (run {run})")
         ctx.store.add_event(ctx.job_id, "train_reattach", {"pod": ctx.pod_name})
@@ -353,8 +357,9 @@ def train(ctx: RunContext, rendered: RenderedConfigs) -> dict[str, Any]:
     else:
         if job is not None and job.running:  # a trainer whose run dir we never recorded: start clean
             ctx.remote.kill_job(TRAIN_JOB)
+        before = _list_runs(ctx) if run is None else set()
         run = _launch(ctx, rendered, run)  # None: a fresh run, whose folder follow() finds
-    progress, run, code = follow(ctx, rendered, run)
+    progress, run, code = follow(ctx, rendered, run, before)
     if code is None:
         _check_pod(ctx)
         raise TrainingError(f"the training on pod {ctx.pod_name} was killed (no exit code)",

@@ -1,0 +1,80 @@
+"""Issue 19, through the CLI against the sandbox: nothing lost, nothing misleading (data, money and messages)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+from helpers import live_pods, wait_until
+
+from .conftest import cli, kill, start_cli, write_project
+
+pytestmark = pytest.mark.slow
+
+
+def _jobs() -> list[dict]:
+    from pistachio_infra.state import Store
+
+    store = Store()
+    try:
+        return store.jobs()
+    finally:
+        store.close()
+
+
+def test_two_projects_with_the_same_job_name_do_not_clobber_each_other(sandbox, sandbox_admin, tmp_path):
+    a = write_project(tmp_path / "a")
+    b = write_project(tmp_path / "b")
+    first = start_cli("train", "pip", "--project", str(a), env={"PISTACHIO_PAUSE_AT": "upload:60"})
+    wait_until(lambda: any(j["status"] == "running" for j in _jobs()) and live_pods(sandbox_admin), 120,
+               "project a's pod", first)
+    wait_until(lambda: sqlite_stage("upload"), 120, "project a's upload", first)
+    kill(first)
+    [a_pod] = live_pods(sandbox_admin)
+    second = start_cli("train", "pip", "--project", str(b), env={"PISTACHIO_PAUSE_AT": "provision:60"})
+    try:
+        wait_until(lambda: len(_jobs()) == 2 and sqlite_stage("provision", job=-1), 120, "project b's provision",
+                   second)
+    finally:
+        out = kill(second)
+    assert "starting over" not in out and "abandoned" not in out, out
+    assert a_pod["id"] in {p["id"] for p in live_pods(sandbox_admin)}  # a's pod was not terminated by b
+    first_job, second_job = _jobs()
+    assert first_job["status"] == "running" and first_job["project"] == str((tmp_path / "a").resolve())
+    assert second_job["project"] == str((tmp_path / "b").resolve())
+    again = cli("train", "pip", "--project", str(a), env={"PISTACHIO_PAUSE_AT": ""})
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"resuming run {first_job['id']}" in again.stdout
+
+
+def sqlite_stage(stage: str, job: int = 0) -> bool:
+    from pistachio_infra.state import Store
+
+    store = Store()
+    try:
+        jobs = store.jobs()
+        return bool(jobs) and any(r.stage == stage for r in store.stages(jobs[job]["id"]))
+    finally:
+        store.close()
+
+
+def test_old_state_without_projects_is_migrated(tmp_path):
+    from pistachio_infra.state import Store
+
+    db = sqlite3.connect(tmp_path / "old.db")
+    db.execute("CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, cloud TEXT NOT NULL,"
+               " campaign TEXT, spec_json TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL,"
+               " finished_at REAL, result_json TEXT)")
+    folder = tmp_path / "proj" / "runs" / "pip" / "20260101_00-00-00"
+    db.execute("INSERT INTO jobs (name, cloud, spec_json, status, created_at) VALUES ('pip', 'sandbox', ?,"
+               " 'running', 0)", (json.dumps({"run_folder": str(folder)}),))
+    db.commit()
+    db.close()
+    store = Store(tmp_path / "old.db")
+    try:
+        job = store.latest_job("pip", cloud="sandbox", project=str(tmp_path / "proj"))
+        assert job is not None and job["project"] == str(tmp_path / "proj")
+        assert store.latest_job("pip", cloud="sandbox", project=str(tmp_path / "other")) is None
+    finally:
+        store.close()
