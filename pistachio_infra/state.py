@@ -202,7 +202,8 @@ class Store:
                    project: str | None = None) -> dict[str, Any] | None:
         """The newest run of job `name` of `project` (two projects may each have a job of the same name)."""
         row = self._db.execute(
-            "SELECT * FROM jobs WHERE name = ? AND cloud = ? AND campaign IS ? AND project IS ? ORDER BY id DESC LIMIT 1",
+            "SELECT * FROM jobs WHERE name = ? AND cloud = ? AND campaign IS ? AND project IS ?"
+            " ORDER BY id DESC LIMIT 1",
             (name, cloud, campaign, project),
         ).fetchone()
         return _job_dict(row) if row else None

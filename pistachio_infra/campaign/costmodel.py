@@ -159,7 +159,7 @@ def demand_for(job: Any, classes: tuple[str, ...], data_centers: tuple[str, ...]
     from ..config.render import cadence_for
     from ..dataset.scan import preflight
 
-    report = preflight(job.dataset, job.trigger, job.seed, job.eval_split)
+    report = preflight(job.dataset, job.trigger, job.seed, job.eval_split, job.recaption)
     usable = report.usable
     steps = cadence_for(job, EFFECTIVE_BATCH, train_images=len(report.train)).estimated_steps
     to_caption = len(usable) if job.recaption else sum(1 for i in usable if not i.caption)

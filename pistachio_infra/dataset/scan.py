@@ -182,7 +182,7 @@ def trigger_warnings(trigger: str, captions: dict[str, str]) -> list[str]:
             f"trigger {trigger!r} already appears inside {len(other_use)} caption(s) beyond the leading trigger "
             f"(e.g. {other_use[0]}): it may already mean something else in this dataset"
         )
-    missing = sorted(name for name, text in captions.items() if not word.search(text))
+    missing = missing_trigger(trigger, captions)
     if missing:
         warnings.append(
             f"{len(missing)} existing caption(s) do not contain the trigger {trigger!r} (e.g. {missing[0]}); "
@@ -191,9 +191,18 @@ def trigger_warnings(trigger: str, captions: dict[str, str]) -> list[str]:
     return warnings
 
 
+def missing_trigger(trigger: str, captions: dict[str, str]) -> list[str]:
+    """The images whose caption does not contain `trigger` as a word."""
+    word = re.compile(rf"(?<![A-Za-z0-9_-]){re.escape(trigger)}(?![A-Za-z0-9_-])", re.IGNORECASE)
+    return sorted(name for name, text in captions.items() if not word.search(text))
+
+
 def scan_dataset(
-    folder: str | Path, trigger: str | None = None, seed: int = 42, eval_fraction: float = 0.2
+    folder: str | Path, trigger: str | None = None, seed: int = 42, eval_fraction: float = 0.2,
+    recaption: bool = False,
 ) -> DatasetReport:
+    """Everything about `folder` before a pod exists. `recaption`: JoyCaption rewrites every caption (with the
+    trigger), so your captions' lack of the trigger is no error."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise DatasetError(f"dataset folder {folder} not found", "point the job's `dataset` at a folder of images")
@@ -265,7 +274,16 @@ def scan_dataset(
             )
         else:
             captions = {i.name: i.caption for i in report.usable if i.caption}
-            report.warnings += trigger_warnings(trigger, captions)
+            warnings = trigger_warnings(trigger, captions)
+            missing = [] if recaption else missing_trigger(trigger, captions)
+            if missing:  # a LoRA trained on these would not respond to its trigger
+                warnings = [w for w in warnings if "do not contain the trigger" not in w]
+                txts = [str(Path(n).with_suffix(".txt")) for n in missing]
+                report.errors.append(
+                    f"{len(missing)} of your caption(s) do not contain the trigger {trigger!r}: {', '.join(txts)} "
+                    f"(add {trigger!r} to each, or rerun with --recaption to have JoyCaption write them)"
+                )
+            report.warnings += warnings
 
     if count >= 2:
         report.train, report.eval = split_names([i.name for i in report.usable], seed, eval_fraction)
@@ -273,10 +291,11 @@ def scan_dataset(
 
 
 def preflight(
-    folder: str | Path, trigger: str | None = None, seed: int = 42, eval_fraction: float = 0.2
+    folder: str | Path, trigger: str | None = None, seed: int = 42, eval_fraction: float = 0.2,
+    recaption: bool = False,
 ) -> DatasetReport:
     """`scan_dataset`, raising DatasetError (naming every problem) when the folder cannot be trained on."""
-    return raise_if_refused(scan_dataset(folder, trigger, seed, eval_fraction))
+    return raise_if_refused(scan_dataset(folder, trigger, seed, eval_fraction, recaption))
 
 
 def raise_if_refused(report: DatasetReport) -> DatasetReport:

@@ -127,7 +127,7 @@ def preflight(req: TrainRequest) -> tuple[Any, Any, tuple[str, ...], str]:
     job = req.job
     if req.max_hours <= 0:
         raise ConfigError(f"--max-hours {req.max_hours:g} is not positive", "give the pod's maximum runtime, e.g. 12")
-    dataset = dataset_preflight(job.dataset, job.trigger, job.seed, job.eval_split)
+    dataset = dataset_preflight(job.dataset, job.trigger, job.seed, job.eval_split, req.recaption)
     classes = requested_classes(job, req.gpu)
     for cls in classes:  # every class a fallback may land on must render
         render_job(job, cls, WorkspaceLayout(), train_images=len(dataset.train))

@@ -78,3 +78,18 @@ def test_old_state_without_projects_is_migrated(tmp_path):
         assert store.latest_job("pip", cloud="sandbox", project=str(tmp_path / "other")) is None
     finally:
         store.close()
+
+
+def test_captions_without_the_trigger_are_refused_naming_them(sandbox, sandbox_admin, tmp_path):
+    project = write_project(tmp_path / "proj")
+    images = sorted((tmp_path / "proj" / "images").glob("*.png"))
+    for image in images:
+        image.with_suffix(".txt").write_text("a small green cartoon character waving")
+    (images[0].with_suffix(".txt")).write_text("pip7, a small green cartoon character")  # this one is fine
+    done = cli("train", "pip", "--project", str(project))
+    assert done.returncode == 2, done.stdout + done.stderr
+    line = done.stderr.strip().splitlines()[-1]
+    assert "do not contain the trigger 'pip7'" in line and "--recaption" in line
+    assert all(image.with_suffix(".txt").name in line for image in images[1:])
+    assert images[0].with_suffix(".txt").name not in line
+    assert sandbox_admin.pods() == []
