@@ -210,8 +210,13 @@ def scan_dataset(
 
     by_stem: dict[str, list[str]] = {}
     seen: dict[str, str] = {}
+    root = folder.resolve()
     for path in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
         suffix = path.suffix.lower()
+        if path.is_symlink() and not path.resolve().is_relative_to(root):  # never upload or publish outside files
+            report.errors.append(f"{path.name} is a link to {path.resolve()}, outside the dataset folder "
+                                 "(copy the file into the folder, or remove the link)")
+            continue
         if path.is_dir():
             report.ignored.append(f"{path.name}/ (subfolders are not read)")
             continue

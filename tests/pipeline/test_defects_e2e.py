@@ -93,3 +93,25 @@ def test_captions_without_the_trigger_are_refused_naming_them(sandbox, sandbox_a
     assert all(image.with_suffix(".txt").name in line for image in images[1:])
     assert images[0].with_suffix(".txt").name not in line
     assert sandbox_admin.pods() == []
+
+
+@pytest.mark.parametrize("link", ["image", "caption"])
+def test_links_out_of_the_dataset_folder_are_refused(sandbox, sandbox_admin, tmp_path, link):
+    project = write_project(tmp_path / "proj")
+    images = tmp_path / "proj" / "images"
+    outside = tmp_path / "private"
+    outside.mkdir()
+    if link == "image":
+        (images / "pip_00.png").rename(outside / "secret.png")
+        (images / "pip_00.png").symlink_to(outside / "secret.png")
+    else:
+        (outside / "secret.txt").write_text("pip7, the contents of a private file")
+        (images / "pip_00.txt").symlink_to(outside / "secret.txt")
+    (images / "inside.png").symlink_to(images / "pip_01.png")  # a link that stays inside is fine
+    done = cli("train", "pip", "--project", str(project))
+    assert done.returncode == 2, done.stdout + done.stderr
+    line = done.stderr.strip().splitlines()[-1]
+    name = "pip_00.png" if link == "image" else "pip_00.txt"
+    assert f"{name} is a link to {outside.resolve()}" in line and "outside the dataset folder" in line
+    assert "inside.png is a link" not in line
+    assert sandbox_admin.pods() == []
