@@ -134,12 +134,60 @@ def preflight(req: TrainRequest) -> tuple[Any, Any, tuple[str, ...], str]:
     if job.wandb_enabled:
         get_secret("WANDB_API_KEY", required=True)
     cloud = resolve_cloud()  # RUNPOD_API_KEY (or the sandbox)
+    if job.budget_usd:
+        _check_budget(job, classes, cloud, len(dataset.train))
     files = [(i.name, i.sha256, bool(i.caption) and not req.recaption) for i in dataset.usable]
     captions = {i.name: i.caption for i in dataset.usable if i.caption and not req.recaption}
     fingerprint = hashlib.sha256(json.dumps(
         {"job": job.model_dump(mode="json"), "files": files, "captions": captions, "classes": classes},
         sort_keys=True, default=str).encode()).hexdigest()
     return dataset, cloud, classes, fingerprint
+
+
+def minimum_usd(job: Job, classes: tuple[str, ...], cloud: Any, train_images: int) -> float | None:
+    """The least any run of `job` can cost: provision + cold bootstrap + model load + one eval cadence of steps,
+    all at the fastest times the cost model knows, on the cheapest offer of its classes (None: no prices)."""
+    from ..campaign.costmodel import load_timings
+    from ..pods.offers import live_offers
+    from ..runpod import connect
+
+    api = connect(cloud)
+    try:
+        offers = [o for o in live_offers(api, classes) if o.price_per_hr]
+    finally:
+        close = getattr(api, "close", None)
+        if close is not None:
+            close()
+    if not offers:
+        return None
+    timings = load_timings("sandbox" if cloud.sandbox else "runpod")
+    fixed = timings.provision_s[0] + timings.bootstrap_cold_s[0] + timings.train_fixed_s[0]
+    every = cadence_steps(job, train_images)
+    return min(o.price_per_hr * (fixed + every * timings.step_band(o.gpu_class)[0]) / 3600 for o in offers)
+
+
+def _check_budget(job: Job, classes: tuple[str, ...], cloud: Any, train_images: int) -> None:
+    """Refuse a budget that cannot pay for one checkpoint: the pod's own watchdog would end it before anything."""
+    import math
+
+    from ..money import usd
+
+    least = minimum_usd(job, classes, cloud, train_images)
+    if least is None or job.budget_usd is None or job.budget_usd >= least:
+        return
+    scale = 100 if least >= 1 else 10_000
+    enough = math.ceil(least * scale) / scale
+    raise ConfigError(
+        f"budget_usd {usd(job.budget_usd, like=enough)} cannot pay for one checkpoint of {job.name!r} (provision, "
+        f"bootstrap and {cadence_steps(job, train_images)} steps cost at least {usd(enough)} on the cheapest offer)",
+        f"set budget_usd to {usd(enough)} or more (nothing was rented)")
+
+
+def cadence_steps(job: Job, train_images: int) -> int:
+    from ..catalog import EFFECTIVE_BATCH
+    from ..config.render import cadence_for
+
+    return cadence_for(job, EFFECTIVE_BATCH, train_images=train_images).every
 
 
 # --- the run --------------------------------------------------------------------------------------------------

@@ -115,3 +115,19 @@ def test_links_out_of_the_dataset_folder_are_refused(sandbox, sandbox_admin, tmp
     assert f"{name} is a link to {outside.resolve()}" in line and "outside the dataset folder" in line
     assert "inside.png is a link" not in line
     assert sandbox_admin.pods() == []
+
+
+def test_a_budget_that_cannot_pay_for_one_checkpoint_is_refused_before_any_pod(sandbox, sandbox_admin, tmp_path):
+    from pistachio_infra.config.project import load_project
+    from pistachio_infra.endpoints import resolve_cloud
+    from pistachio_infra.pipeline.driver import minimum_usd
+
+    project = write_project(tmp_path / "proj", budget_usd=0.0001)
+    done = cli("train", "pip", "--project", str(project))
+    assert done.returncode == 2, done.stdout + done.stderr
+    line = done.stderr.strip().splitlines()[-1]
+    assert "budget_usd $0.0001 cannot pay for one checkpoint" in line and "set budget_usd to $" in line
+    enough = float(line.split("set budget_usd to $")[1].split()[0])
+    least = minimum_usd(load_project(project).job("pip"), ("a6000", "a40"), resolve_cloud(), 6)
+    assert least is not None and 0.0001 < least <= enough
+    assert sandbox_admin.pods() == []
