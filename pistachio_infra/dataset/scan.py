@@ -141,10 +141,23 @@ def _read_caption(path: Path) -> str | None:
 
 def _inspect(path: Path) -> tuple[ImageInfo | None, str | None]:
     """Decode one image fully. Returns (info, None) or (None, why it cannot be used)."""
-    from PIL import Image, UnidentifiedImageError
+    import warnings
+
+    from PIL import Image
 
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
+    try:
+        with warnings.catch_warnings():  # very large images get one line of ours (HUGE_SIDE), not Pillow's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return _decode(path, data, digest)
+    except Image.DecompressionBombError:
+        return None, f"{path.name}: too many pixels to decode safely"
+
+
+def _decode(path: Path, data: bytes, digest: str) -> tuple[ImageInfo | None, str | None]:
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.verify()  # structure and checksums
@@ -154,8 +167,6 @@ def _inspect(path: Path) -> tuple[ImageInfo | None, str | None]:
                 name=path.name, sha256=digest, size_bytes=len(data), width=im.width, height=im.height,
                 format=im.format or "?", frames=getattr(im, "n_frames", 1),
             )
-    except Image.DecompressionBombError:
-        return None, f"{path.name}: too many pixels to decode safely"
     except UnidentifiedImageError:
         return None, f"{path.name}: not an image Pillow can read (corrupt, or the suffix lies)"
     except (OSError, SyntaxError, ValueError) as exc:

@@ -113,7 +113,9 @@ def requested_classes(job: Job, override: tuple[str, ...]) -> tuple[str, ...]:
     names = override or (() if job.gpu_auto else tuple(job.gpu))
     if not names or names == ("auto",):
         return auto_classes()
-    return tuple(dict.fromkeys(gpu_class(n).name for n in names))
+    # "auto" in a list (`--gpu a6000,auto`, gpu = ["a6000", "auto"]): the auto classes not named before it
+    expanded = [c for n in names for c in (auto_classes() if n.strip().lower() == "auto" else (gpu_class(n).name,))]
+    return tuple(dict.fromkeys(expanded))
 
 
 def preflight(req: TrainRequest) -> tuple[Any, Any, tuple[str, ...], str]:
@@ -389,6 +391,7 @@ def _max_runtime_s(ctx: RunContext, req: TrainRequest, api: Any) -> float:
     budget = ctx.job.budget_usd
     if not budget:
         return limit
+    from ..money import usd
     from ..pods.offers import live_offers
 
     prices = [o.price_per_hr for o in live_offers(api, ctx.gpu_classes) if o.price_per_hr]
@@ -396,7 +399,7 @@ def _max_runtime_s(ctx: RunContext, req: TrainRequest, api: Any) -> float:
         return limit
     budget_s = budget / max(prices) * 3600
     if budget_s < limit:
-        ctx.say(f"budget ${budget:.2f} at up to ${max(prices):.2f}/h: the pod's watchdog ends it after "
+        ctx.say(f"budget {usd(budget)} at up to ${max(prices):.2f}/h: the pod's watchdog ends it after "
                 f"{budget_s / 3600:.2f} h at the latest")
     return min(limit, budget_s)
 
