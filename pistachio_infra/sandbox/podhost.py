@@ -75,12 +75,26 @@ def _unshare_args() -> list[str]:
     return ["unshare", *user, "--mount", "--pid", "--fork", "--mount-proc", "--kill-child"]
 
 
-# Runs as the namespace's init: bind-mounts the workspace, then becomes sshd. Not being root, sshd runs in a nested
-# user namespace that maps us back to our own uid, so it logs in this user without privilege separation.
+# Runs as the namespace's init: bind-mounts the workspace ($1), gives the pod a /tmp of its own (a tmpfs that ends
+# with the namespace, as a container's does; the sandbox's own folders under the host's /tmp, $2 ':'-separated, stay
+# visible at their paths; a machine that refuses the mounts keeps the shared /tmp), then becomes sshd. Not
+# being root, sshd runs in a nested user namespace that maps us back to our own uid, so it logs in this user
+# without privilege separation.
 NAMESPACE_INIT = """\
 set -e
 [ -z "$1" ] || mount --bind "$1" /workspace
-shift
+if [ -n "$2" ] && [ -d /mnt ] && mount --rbind /tmp /mnt 2>/dev/null; then
+  if mount -t tmpfs -o mode=1777 pod-tmp /tmp; then
+    IFS=:
+    for keep in $2; do
+      [ -n "$keep" ] || continue
+      mkdir -p "$keep" && mount --rbind "/mnt${keep#/tmp}" "$keep"
+    done
+    unset IFS
+  fi
+  umount -l /mnt
+fi
+shift 2
 if [ "$(id -u)" = "$1" ]; then shift 2; exec "$@"; fi
 uid=$1 gid=$2; shift 2
 exec unshare --user --map-user="$uid" --map-group="$gid" -- "$@"
@@ -93,7 +107,7 @@ def namespaces_work() -> bool:
     if not shutil.which("unshare"):
         return False
     try:
-        result = subprocess.run([*_unshare_args(), "/bin/sh", "-c", NAMESPACE_INIT, "probe", "",
+        result = subprocess.run([*_unshare_args(), "/bin/sh", "-c", NAMESPACE_INIT, "probe", "", "",
                                  str(os.getuid()), str(os.getgid()), "true"], capture_output=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -245,7 +259,7 @@ class PodHost:
         sshd_cmd = [sshd, "-D", "-e", "-f", str(config)]
         if namespaced:
             cmd = [*_unshare_args(), "--", "/bin/sh", "-c", NAMESPACE_INIT, "pod", str(workspace) if mount else "",
-                   str(os.getuid()), str(os.getgid()), *sshd_cmd]
+                   self._host_tmp_paths(workspace), str(os.getuid()), str(os.getgid()), *sshd_cmd]
         else:
             cmd = sshd_cmd
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
@@ -265,6 +279,11 @@ class PodHost:
             tail = (pod / "sshd.log").read_text(errors="replace")[-2000:]
             self.stop(pod_id)
             raise PodStartError(f"pod {pod_id}: sshd did not answer on 127.0.0.1:{ssh_port} within {timeout}s\n{tail}")
+
+    def _host_tmp_paths(self, workspace: Path) -> str:
+        """The sandbox's folders under the host's /tmp that the pod must still see under its private /tmp."""
+        paths = {str(Path(p).resolve()) for p in (self.root, self.image.root, workspace)}
+        return ":".join(sorted(p for p in paths if p.startswith("/tmp/"))) or ":"
 
     @staticmethod
     def _wait_for_child(proc: subprocess.Popen, timeout: float = 5.0) -> int | None:
