@@ -266,8 +266,14 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
                                                "seconds": round(time.time() - t0, 3)})
     ctx.say(f"preflight ok: {len(dataset.usable)} images ({len(dataset.train)} train / {len(dataset.eval)} eval), "
             f"GPU {' → '.join(classes)}")
+    from ..pods.session import TerminateFailed
+
+    stuck: TerminateFailed | None = None
     try:
-        _pod_phases(ctx, req)
+        try:
+            _pod_phases(ctx, req)
+        except TerminateFailed as exc:  # the work is done and harvested: install it, then say what still bills
+            stuck = exc
         _local_phases(ctx)
         stages.run("install", lambda: install(ctx))
     except KeyboardInterrupt:
@@ -278,8 +284,13 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
         store.finish_job(job_id, "failed", {"error": str(exc)[:500]})
         _cleanup(ctx)
         raise
+    if stuck is not None:
+        installed = stages.result("install").get("installed") or stages.result("harvest").get("path")
+        store.finish_job(job_id, "failed", {"error": str(stuck)[:500], "lora": installed})
+        raise PistachioError(f"the LoRA is installed ({installed}), but {stuck.cause}",
+                             f"{stuck.fix}; then rerun the same command to finish the report") from None
     _cleanup(ctx)
-    billed, _ = finish.record_costs(store, job_id)
+    billed, _ = finish.record_costs(store, job_id, cloud)
     report = Path(stages.run("report", lambda: {"path": str(finish.write_run_report(ctx, billed))})["path"])
     chosen = stages.result("select")
     harvested = stages.result("harvest")

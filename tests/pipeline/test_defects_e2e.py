@@ -131,3 +131,31 @@ def test_a_budget_that_cannot_pay_for_one_checkpoint_is_refused_before_any_pod(s
     least = minimum_usd(load_project(project).job("pip"), ("a6000", "a40"), resolve_cloud(), 6)
     assert least is not None and 0.0001 < least <= enough
     assert sandbox_admin.pods() == []
+
+
+@pytest.mark.timeout(600)
+def test_a_pod_that_will_not_terminate_is_named_its_lora_installed_and_billing_taken_from_the_cloud(
+        sandbox, sandbox_admin, tmp_path):
+    from pistachio_infra.state import Store
+
+    project = write_project(tmp_path / "proj")
+    sandbox_admin.inject("server_error", count=None, status=503, method="DELETE")  # every terminate fails
+    done = cli("train", "pip", "--project", str(project))
+    assert done.returncode != 0, done.stdout + done.stderr
+    line = done.stderr.strip().splitlines()[-1]
+    [pod] = live_pods(sandbox_admin)
+    name = Store().pods(cloud="sandbox")[0].name
+    assert f"{name} ({pod['id']}) could not be terminated and may still be billing" in line, line
+    assert f"pistachio-infra down {name}" in line and "the LoRA is installed" in line
+    loras = list((tmp_path / "proj" / "ComfyUI" / "models" / "loras").glob("Pip_pip7_step*.safetensors"))
+    assert len(loras) == 1  # harvested before teardown: installed, not lost
+
+    sandbox_admin.clear_faults()
+    assert cli("down", name).returncode == 0
+    assert live_pods(sandbox_admin) == []
+    again = cli("train", "pip", "--project", str(project))  # finishes the report, rents nothing
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(sandbox_admin.pods()) == 1
+    billed = sandbox_admin.billing()[pod["id"]]
+    [entry] = [e for e in Store().ledger() if e["pod_id"] == pod["id"]]
+    assert entry["billed_usd"] == pytest.approx(billed, rel=0.01)  # the cloud's figure, not our own count
