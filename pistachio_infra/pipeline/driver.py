@@ -50,6 +50,7 @@ class TrainRequest:
     volume: bool | None = None  # mount the env stack's network volume (None: when there is one)
     network_volume: tuple[str, str] | None = None  # (volume id, data center): this one instead of the env stack's
     campaign: str | None = None  # the campaign this run belongs to (its runs resume separately from `train`)
+    allow_drift: bool = False  # train even when the pod cannot be made exactly as the project's pistachio.lock
 
 
 @dataclass
@@ -136,6 +137,7 @@ def preflight(req: TrainRequest) -> tuple[Any, Any, tuple[str, ...], str]:
     if job.wandb_enabled:
         get_secret("WANDB_API_KEY", required=True)
     cloud = resolve_cloud()  # RUNPOD_API_KEY (or the sandbox)
+    project_lock(req, cloud)
     if job.budget_usd:
         _check_budget(job, classes, cloud, len(dataset.train))
     files = [(i.name, i.sha256, bool(i.caption) and not req.recaption) for i in dataset.usable]
@@ -144,6 +146,23 @@ def preflight(req: TrainRequest) -> tuple[Any, Any, tuple[str, ...], str]:
         {"job": job.model_dump(mode="json"), "files": files, "captions": captions, "classes": classes},
         sort_keys=True, default=str).encode()).hexdigest()
     return dataset, cloud, classes, fingerprint
+
+
+def project_lock(req: TrainRequest, cloud: Any) -> Any:
+    """The project's pistachio.lock (None without one), checked before any pod: its cloud, and that it pins the
+    job's base model (its pods are bootstrapped exactly from it)."""
+    from ..lock.lockfile import load_lock
+    from ..lock.rebuild import check_cloud
+
+    path = Path(req.base_dir).resolve() / "pistachio.lock"
+    if not path.is_file():
+        return None
+    lock = load_lock(path)
+    check_cloud(lock, cloud, str(path))
+    if req.job.base_model not in lock.models:
+        raise ConfigError(f"{path} does not pin the base model {req.job.base_model!r} of job {req.job.name!r}",
+                          "rewrite the lock (`pistachio-infra lock --out pistachio.lock`) or move it aside")
+    return lock
 
 
 def minimum_usd(job: Job, classes: tuple[str, ...], cloud: Any, train_images: int) -> float | None:
@@ -445,7 +464,7 @@ def _with_pod(ctx: RunContext, req: TrainRequest) -> None:
             pod = session.name
             try:
                 if not stages.is_done("train"):
-                    stages.run("bootstrap", lambda: _bootstrap(ctx, bootstrap), pod=pod)
+                    stages.run("bootstrap", lambda: _bootstrap(ctx, bootstrap, req), pod=pod)
                     stages.run("upload", lambda: caption.upload(ctx), pod=pod)
                     stages.run("caption", lambda: caption.caption(ctx, prepare.rendered_for(ctx)))
                     stages.run("split", lambda: prepare.split(ctx), pod=pod)
@@ -476,15 +495,45 @@ def _with_pod(ctx: RunContext, req: TrainRequest) -> None:
             close()
 
 
-def _bootstrap(ctx: RunContext, bootstrap: Any) -> dict[str, Any]:
+def _bootstrap(ctx: RunContext, bootstrap: Any, req: TrainRequest) -> dict[str, Any]:
     models = _models(ctx)
-    ctx.say(f"bootstrapping {ctx.pod_name} (DiffusionPipe, joy-caption-batch, {', '.join(models)})")
-    report = bootstrap(ctx.remote, ctx.cloud, models=models, store=ctx.store, job_id=ctx.job_id,
-                       pod_name=ctx.pod_name)
+    lock = project_lock(req, ctx.cloud)
+    if lock is not None:
+        _bootstrap_from_lock(ctx, lock, req)
+        models = tuple(m for m in models if m not in lock.models)  # the lock's models are already in place
+    ctx.say(f"bootstrapping {ctx.pod_name} (DiffusionPipe, joy-caption-batch, {', '.join(models) or 'no models'})")
+    cloud = ctx.cloud
+    frozen = None
+    if lock is not None:
+        from ..lock.lockfile import frozen_requirements
+        from ..lock.rebuild import lock_cloud
+
+        cloud, frozen = lock_cloud(ctx.cloud, lock), frozen_requirements(lock)
+    report = bootstrap(ctx.remote, cloud, models=models, store=ctx.store, job_id=ctx.job_id,
+                       pod_name=ctx.pod_name, frozen=frozen)
     done = [s["step"] for s in report.steps if s.get("status") == "done"]
     ctx.say(f"bootstrap: {report.seconds:.1f}s" + (f" ({', '.join(done)})" if done else " (all cached)"))
     return {"seconds": round(report.seconds, 2), "steps": report.steps, "models": list(models),
             "lock": _environment(ctx, models)}
+
+
+def _bootstrap_from_lock(ctx: RunContext, lock: Any, req: TrainRequest) -> None:
+    """The pod exactly as the project's pistachio.lock says (rebuild.py): pinned commits, frozen package sets,
+    model files at their revisions with their sha256. Drift left afterwards stops the run unless --allow-drift."""
+    from ..lock.rebuild import ModelHashMismatchError, RebuildError, bootstrap_from_lock
+
+    ctx.say(f"bootstrapping {ctx.pod_name} from pistachio.lock ({lock.digest()[:12]})")
+    try:
+        bootstrap_from_lock(ctx.remote, ctx.cloud, lock, store=ctx.store, job_id=ctx.job_id, pod_name=ctx.pod_name,
+                            pod_image=ctx.session.pod.image if ctx.session else None)
+    except ModelHashMismatchError:
+        raise
+    except RebuildError as exc:
+        if not req.allow_drift:
+            raise RebuildError(exc.cause, "fix it, or train on the drift with --allow-drift (recorded in the "
+                                          "report)") from None
+        ctx.store.add_event(ctx.job_id, "allowed_drift", {"why": exc.cause})
+        ctx.note(f"trained on drift from pistachio.lock (--allow-drift): {exc.cause}")
 
 
 def _environment(ctx: RunContext, models: tuple[str, ...]) -> dict[str, Any]:

@@ -159,3 +159,39 @@ def test_a_pod_that_will_not_terminate_is_named_its_lora_installed_and_billing_t
     billed = sandbox_admin.billing()[pod["id"]]
     [entry] = [e for e in Store().ledger() if e["pod_id"] == pod["id"]]
     assert entry["billed_usd"] == pytest.approx(billed, rel=0.01)  # the cloud's figure, not our own count
+
+
+@pytest.mark.timeout(600)
+def test_train_bootstraps_exactly_from_the_projects_lock_and_refuses_drift(sandbox, sandbox_admin, tmp_path, state):
+    """Issue 19.10: with a pistachio.lock, upstream moving on (a new model revision on the hub) changes nothing."""
+    from pistachio_infra.lock.lockfile import load_lock
+    from pistachio_infra.sandbox.hf import publish_file
+
+    project = write_project(tmp_path / "proj")
+    lock_file = tmp_path / "proj" / "pistachio.lock"
+    made = cli("lock", "--sandbox", "--out", str(lock_file))
+    assert made.returncode == 0, made.stdout + made.stderr
+    locked = load_lock(lock_file)
+    publish_file(sandbox.home / "hf", "Wan-AI/Wan2.1-T2V-14B", "config.json", b'{"_class_name": "WanModel"}\n')
+
+    done = cli("train", "pip", "--project", str(project))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"from pistachio.lock ({locked.digest()[:12]})" in done.stdout
+    assert "differs from" not in done.stdout  # without the lock: the pod followed the hub's new revision
+    env = state.result("bootstrap")["lock"]
+    assert env["project_lock"]["clean"] and env["project_lock"]["digest"] == locked.digest()
+
+    # a lock the pod cannot be made to match (another image than the cloud runs): refused unless allowed
+    from pistachio_infra.lock.lockfile import write_lock
+
+    write_lock(locked.model_copy(update={"image": locked.image.model_copy(update={"name": "other/image:1"})}),
+               lock_file)
+    refused = cli("train", "pip", "--project", str(project), "--restart")
+    assert refused.returncode != 0
+    line = refused.stderr.strip().splitlines()[-1]
+    assert "differs from the lock" in line and "other/image:1" in line and "--allow-drift" in line, line
+    allowed = cli("train", "pip", "--project", str(project), "--allow-drift")
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    report = sorted((tmp_path / "proj" / "runs" / "pip").glob("*/report.md"))[-1].read_text()
+    assert "--allow-drift" in report and "other/image:1" in report
+    assert live_pods(sandbox_admin) == []
