@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS host_keys (
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL, cloud TEXT NOT NULL, campaign TEXT,
+    project TEXT,                       -- the project folder (resolved): a job's identity is (project, name)
     spec_json TEXT NOT NULL, status TEXT NOT NULL,   -- running | done | failed | cancelled
     created_at REAL NOT NULL, finished_at REAL, result_json TEXT
 );
@@ -98,6 +99,7 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(SCHEMA)
+        _migrate(self._db)
 
     def close(self) -> None:
         self._db.close()
@@ -183,10 +185,12 @@ class Store:
 
     # --- jobs and stages --------------------------------------------------------------------------------
 
-    def create_job(self, name: str, *, cloud: str, spec: dict[str, Any], campaign: str | None = None) -> int:
+    def create_job(self, name: str, *, cloud: str, spec: dict[str, Any], campaign: str | None = None,
+                   project: str | None = None) -> int:
         cur = self._db.execute(
-            "INSERT INTO jobs (name, cloud, campaign, spec_json, status, created_at) VALUES (?, ?, ?, ?, 'running', ?)",
-            (name, cloud, campaign, json.dumps(spec, sort_keys=True, default=str), time.time()),
+            "INSERT INTO jobs (name, cloud, campaign, project, spec_json, status, created_at)"
+            " VALUES (?, ?, ?, ?, ?, 'running', ?)",
+            (name, cloud, campaign, project, json.dumps(spec, sort_keys=True, default=str), time.time()),
         )
         return int(cur.lastrowid)
 
@@ -194,10 +198,13 @@ class Store:
         row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _job_dict(row) if row else None
 
-    def latest_job(self, name: str, *, cloud: str, campaign: str | None = None) -> dict[str, Any] | None:
+    def latest_job(self, name: str, *, cloud: str, campaign: str | None = None,
+                   project: str | None = None) -> dict[str, Any] | None:
+        """The newest run of job `name` of `project` (two projects may each have a job of the same name)."""
         row = self._db.execute(
-            "SELECT * FROM jobs WHERE name = ? AND cloud = ? AND campaign IS ? ORDER BY id DESC LIMIT 1",
-            (name, cloud, campaign),
+            "SELECT * FROM jobs WHERE name = ? AND cloud = ? AND campaign IS ? AND project IS ?"
+            " ORDER BY id DESC LIMIT 1",
+            (name, cloud, campaign, project),
         ).fetchone()
         return _job_dict(row) if row else None
 
@@ -289,6 +296,27 @@ class Store:
                 "SELECT * FROM ledger WHERE campaign = ? ORDER BY updated_at", (campaign,)
             ).fetchall()
         return [dict(r) for r in rows]
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """State written before jobs had a project: add the column and fill it from each run's folder
+    (<project>/runs/<job>/<stamp>), so old unfinished runs still resume in their own project."""
+    columns = {r["name"] for r in db.execute("PRAGMA table_info(jobs)")}
+    if "project" in columns:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if "project" not in {r["name"] for r in db.execute("PRAGMA table_info(jobs)")}:
+            db.execute("ALTER TABLE jobs ADD COLUMN project TEXT")
+            for row in db.execute("SELECT id, spec_json FROM jobs").fetchall():
+                folder = json.loads(row["spec_json"] or "{}").get("run_folder")
+                if folder:
+                    db.execute("UPDATE jobs SET project = ? WHERE id = ?",
+                               (str(Path(folder).parents[2]), row["id"]))
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _job_dict(row: sqlite3.Row) -> dict[str, Any]:

@@ -159,12 +159,12 @@ def demand_for(job: Any, classes: tuple[str, ...], data_centers: tuple[str, ...]
     from ..config.render import cadence_for
     from ..dataset.scan import preflight
 
-    report = preflight(job.dataset, job.trigger, job.seed, job.eval_split)
+    report = preflight(job.dataset, job.trigger, job.seed, job.eval_split, job.recaption)
     usable = report.usable
     steps = cadence_for(job, EFFECTIVE_BATCH, train_images=len(report.train)).estimated_steps
     to_caption = len(usable) if job.recaption else sum(1 for i in usable if not i.caption)
     pixel = sum((r / 512) ** 2 for r in job.resolutions) / len(job.resolutions)
-    allowed = tuple(c for c in classes if job.gpu_auto or c in job.gpu)
+    allowed = tuple(c for c in classes if job.gpu_auto or c in job.gpu or "auto" in job.gpu)
     if not allowed:
         raise ConfigError(f"job {job.name!r} allows GPU classes {', '.join(job.gpu)}, none of which the campaign "
                           f"allows ({', '.join(classes)})", "widen the campaign's gpu list or the job's")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PistachioError
+from ..money import usd
 from ..state import Store
 from .ledger import spent, sync
 from .records import CampaignRecords
@@ -137,7 +138,7 @@ class Executor:
                     self._police(by_job)
                     margin = max((self._margin(r.price) for r in self.running.values()), default=0.0)
                     if stopping is None and self.running and total >= budget - margin:
-                        stopping = f"budget exhausted (${total:.4f} of ${budget:.2f})"
+                        stopping = f"budget exhausted ({usd(total, like=budget)} of {usd(budget)})"
                         self.say(f"[red]{stopping}[/red]: stopping every job")
                         for r in self.running.values():
                             self._stop(r, stopping)

@@ -62,6 +62,8 @@ LOADERS: dict[str, tuple[tuple[str, int, str], ...]] = {
     "LoadWanVideoT5TextEncoder": (("model_name", 0, "text_encoders"),),
     "LoadWanVideoClipTextEncoder": (("model_name", 0, "text_encoders"),),
     "WanVideoLoraSelect": (("lora", 0, "loras"),),
+    # kijai/ComfyUI-WanVideoWrapper multitalk/nodes.py: "model" from folder_paths "diffusion_models"
+    "MultiTalkModelLoader": (("model", 0, "diffusion_models"),),
     "UnetLoaderGGUF": (("unet_name", 0, "diffusion_models"),),
     "CLIPLoaderGGUF": (("clip_name", 0, "text_encoders"),),
     "DualCLIPLoaderGGUF": (("clip_name1", 0, "text_encoders"), ("clip_name2", 1, "text_encoders")),
@@ -208,11 +210,20 @@ def find_models(wf: Workflow) -> list[ModelRef]:
                 embedded[_clean(entry["name"])] = entry
         known = LOADERS.get(node.type)
         if known:
+            taken = set()
             for input_name, index, folder in known:
                 value = _widget(node, input_name, index)
                 if isinstance(value, str) and value.strip():
+                    taken.add(value)
                     entry = embedded.pop(_clean(value), {}) or embedded.pop(_clean(value).rsplit("/", 1)[-1], {})
                     add(value, folder, node, entry.get("url"), _sha(entry))
+            # any other model-looking value (an input named differently in this version of the pack, an API
+            # workflow's `t5_model`): the loader's folder when it has one, else unknown, never dropped
+            folders = {folder for _, _, folder in known}
+            only = next(iter(folders)) if len(folders) == 1 else None
+            for value in _strings(node.inputs) + _strings(node.widgets):
+                if value not in taken and _looks_like_model(value) and _clean(value) not in embedded:
+                    add(value, only, node)
         for name, entry in embedded.items():
             folder = entry.get("directory") if isinstance(entry.get("directory"), str) else None
             add(name, folder, node, entry.get("url"), _sha(entry))
@@ -221,9 +232,13 @@ def find_models(wf: Workflow) -> list[ModelRef]:
     # after every known loader, so that a value a subgraph instance promotes folds into its loader's reference
     for node in unknown_nodes:
         for value in _strings(node.inputs) + _strings(node.widgets):
-            if value.lower().endswith(MODEL_SUFFIXES) and "\n" not in value and len(value) < 300:
+            if _looks_like_model(value):
                 add(value, None, node)
     return sorted(refs.values(), key=lambda r: (r.folder or "~", r.name.lower()))
+
+
+def _looks_like_model(value: str) -> bool:
+    return value.strip().lower().endswith(MODEL_SUFFIXES) and "\n" not in value and len(value) < 300
 
 
 def _sha(entry: dict) -> str | None:

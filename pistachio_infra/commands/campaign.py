@@ -93,6 +93,7 @@ def run_cmd(file: Path, replan: bool) -> None:
     from ..campaign.planning import refuse_unless_fits
     from ..campaign.records import CampaignRecords
     from ..errors import PistachioError
+    from ..money import usd
     from ..paths import state_dir
     from ..state import Store
 
@@ -126,8 +127,9 @@ def run_cmd(file: Path, replan: bool) -> None:
         outcome = Executor(c, cloud, store, records, lambda m: console.print(f"  {m}")).run()
         console.print()
         status = "[green]complete[/green]" if outcome.complete else "[yellow]incomplete[/yellow]"
+        spent = usd(outcome.spent_usd, like=outcome.budget_usd)  # never looks over budget through rounding
         console.print(f"campaign {c.name}: {status}: {len(outcome.done)}/{len(c.jobs)} done, "
-                      f"spent ${outcome.spent_usd:.4f} of ${outcome.budget_usd:.2f}, {outcome.left_pods} pod(s) "
+                      f"spent {spent} of {usd(outcome.budget_usd)}, {outcome.left_pods} pod(s) "
                       f"left to sweep, {time.monotonic() - t0:.0f}s")
         for kind, items in (("failed", outcome.failed), ("stopped", outcome.stopped), ("skipped", outcome.skipped)):
             for job, why in items.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -210,15 +211,16 @@ def up(
                 f"            {comfy.comfy_dir}: {len(comfy.loras)} LoRA(s) copied, {comfy.packs_installed} node"
                 f" pack(s) installed, {comfy.models_downloaded} model(s) downloaded"
             )
-        console.print(f"  ssh       pistachio-infra ssh {session.name}")
+        # commands are never wrapped (piped or narrow terminals): they must paste whole
+        console.print(f"  ssh       pistachio-infra ssh {session.name}", soft_wrap=True)
         argv = _ssh_argv(store, pod.id, session.ready.host, session.ready.port, pod.ssh_user)
-        console.print(f"            {' '.join(argv)}")
+        console.print(f"            {shlex.join(argv)}", soft_wrap=True, markup=False)
         console.print(
             f"  watchdog  terminates it at {_clock(session.deadline_epoch)} (max {max_hours:g} h), or"
             f" {idle_minutes:g} min after the last client heartbeat or login"
             + (" once ComfyUI (a running job) has stopped" if comfyui else "")
         )
-        console.print(f"  stop      pistachio-infra down {session.name}")
+        console.print(f"  stop      pistachio-infra down {session.name}", soft_wrap=True)
         steps = f"bootstrap {t['bootstrap_s']:.1f}s"
         if comfy is not None:
             c = comfy.timings
@@ -506,7 +508,7 @@ def reap(yes: bool) -> None:
 
     cloud, api, store = _open()
     console = _console()
-    orphans = find_orphans(api, store, client_alive=client_running)
+    orphans = find_orphans(api, store, client_alive=lambda j: client_running(j["name"], j.get("project") or ""))
     if not orphans:
         console.print("nothing to reap: every pistachio pod at RunPod belongs to a live job or `up` session")
         store.close()

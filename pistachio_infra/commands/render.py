@@ -36,7 +36,7 @@ def render(
 
     spec = resolve_job(find_project(project_path), job)
     if gpu_name is None:
-        if spec.gpu_auto:
+        if spec.gpu_auto or spec.gpu[0] == "auto":
             raise ConfigError(f"job {spec.name!r} has gpu = 'auto'", "pass --gpu CLASS (see `pistachio-infra gpus`)")
         gpu_name = spec.gpu[0]
     cls = gpu_class(gpu_name)

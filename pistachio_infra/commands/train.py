@@ -20,8 +20,11 @@ import click
               help="Hard limit: the pod's watchdog terminates it after this long, whatever happens.")
 @click.option("--volume/--no-volume", default=None,
               help="Mount the env stack's network volume (model cache). Default: when `env up` created one.")
+@click.option("--allow-drift", is_flag=True,
+              help="Train even when the pod cannot be made exactly as the project's pistachio.lock (noted in the "
+                   "report).")
 def train(job: str, project_path: Path | None, restart: bool, recaption: bool, gpu: str | None, max_hours: float,
-          volume: bool | None) -> None:
+          volume: bool | None, allow_drift: bool) -> None:
     """Train JOB (a job in pistachio.toml, a job TOML or a dataset folder) and install its LoRA.
 
     \b
@@ -40,7 +43,8 @@ def train(job: str, project_path: Path | None, restart: bool, recaption: bool, g
         base = Path.cwd()
     classes = tuple(c.strip() for c in gpu.split(",") if c.strip()) if gpu else ()
     request = TrainRequest(job=spec, project=project, base_dir=base, restart=restart,
-                           recaption=recaption or spec.recaption, gpu=classes, max_hours=max_hours, volume=volume)
+                           recaption=recaption or spec.recaption, gpu=classes, max_hours=max_hours, volume=volume,
+                           allow_drift=allow_drift)
     console = _console()
     result = run_training(request, console)
     show_result(console, result)

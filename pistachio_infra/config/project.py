@@ -147,11 +147,7 @@ class Job(_Strict):
         valid = class_names()
         if not names:
             raise ValueError(f"give 'auto', a GPU class or a list of classes; classes: {', '.join(valid)}")
-        if "auto" in names:
-            if len(names) > 1:
-                raise ValueError("'auto' cannot be combined with other GPU classes")
-            return names
-        unknown = [n for n in names if n not in valid]
+        unknown = [n for n in names if n not in valid and n != "auto"]  # "auto" in a list: then the auto classes
         if unknown:
             raise ValueError(f"unknown GPU class {unknown[0]!r}; allowed: auto, {', '.join(valid)}")
         if len(set(names)) != len(names):

@@ -43,6 +43,7 @@ MAX_BLOCKS_TO_SWAP = {"14B": 38, "1.3B": 28}  # num_blocks - 2 (40 and 30 blocks
 UNREAD_KEYS = {  # keys users write that DiffusionPipe never reads (issues #346, stale examples)
     "save_eval_images": "DiffusionPipe computes eval loss only and writes no sample images",
     "pseudo_huber_c": "replaced by huber_delta; nothing reads it",
+    "alpha": "DiffusionPipe always sets alpha = rank (and stops with NotImplementedError on [adapter].alpha)",
 }
 
 

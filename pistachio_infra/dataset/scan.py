@@ -141,10 +141,23 @@ def _read_caption(path: Path) -> str | None:
 
 def _inspect(path: Path) -> tuple[ImageInfo | None, str | None]:
     """Decode one image fully. Returns (info, None) or (None, why it cannot be used)."""
-    from PIL import Image, UnidentifiedImageError
+    import warnings
+
+    from PIL import Image
 
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
+    try:
+        with warnings.catch_warnings():  # very large images get one line of ours (HUGE_SIDE), not Pillow's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return _decode(path, data, digest)
+    except Image.DecompressionBombError:
+        return None, f"{path.name}: too many pixels to decode safely"
+
+
+def _decode(path: Path, data: bytes, digest: str) -> tuple[ImageInfo | None, str | None]:
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.verify()  # structure and checksums
@@ -154,8 +167,6 @@ def _inspect(path: Path) -> tuple[ImageInfo | None, str | None]:
                 name=path.name, sha256=digest, size_bytes=len(data), width=im.width, height=im.height,
                 format=im.format or "?", frames=getattr(im, "n_frames", 1),
             )
-    except Image.DecompressionBombError:
-        return None, f"{path.name}: too many pixels to decode safely"
     except UnidentifiedImageError:
         return None, f"{path.name}: not an image Pillow can read (corrupt, or the suffix lies)"
     except (OSError, SyntaxError, ValueError) as exc:
@@ -182,7 +193,7 @@ def trigger_warnings(trigger: str, captions: dict[str, str]) -> list[str]:
             f"trigger {trigger!r} already appears inside {len(other_use)} caption(s) beyond the leading trigger "
             f"(e.g. {other_use[0]}): it may already mean something else in this dataset"
         )
-    missing = sorted(name for name, text in captions.items() if not word.search(text))
+    missing = missing_trigger(trigger, captions)
     if missing:
         warnings.append(
             f"{len(missing)} existing caption(s) do not contain the trigger {trigger!r} (e.g. {missing[0]}); "
@@ -191,9 +202,18 @@ def trigger_warnings(trigger: str, captions: dict[str, str]) -> list[str]:
     return warnings
 
 
+def missing_trigger(trigger: str, captions: dict[str, str]) -> list[str]:
+    """The images whose caption does not contain `trigger` as a word."""
+    word = re.compile(rf"(?<![A-Za-z0-9_-]){re.escape(trigger)}(?![A-Za-z0-9_-])", re.IGNORECASE)
+    return sorted(name for name, text in captions.items() if not word.search(text))
+
+
 def scan_dataset(
-    folder: str | Path, trigger: str | None = None, seed: int = 42, eval_fraction: float = 0.2
+    folder: str | Path, trigger: str | None = None, seed: int = 42, eval_fraction: float = 0.2,
+    recaption: bool = False,
 ) -> DatasetReport:
+    """Everything about `folder` before a pod exists. `recaption`: JoyCaption rewrites every caption (with the
+    trigger), so your captions' lack of the trigger is no error."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise DatasetError(f"dataset folder {folder} not found", "point the job's `dataset` at a folder of images")
@@ -201,8 +221,13 @@ def scan_dataset(
 
     by_stem: dict[str, list[str]] = {}
     seen: dict[str, str] = {}
+    root = folder.resolve()
     for path in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
         suffix = path.suffix.lower()
+        if path.is_symlink() and not path.resolve().is_relative_to(root):  # never upload or publish outside files
+            report.errors.append(f"{path.name} is a link to {path.resolve()}, outside the dataset folder "
+                                 "(copy the file into the folder, or remove the link)")
+            continue
         if path.is_dir():
             report.ignored.append(f"{path.name}/ (subfolders are not read)")
             continue
@@ -265,7 +290,16 @@ def scan_dataset(
             )
         else:
             captions = {i.name: i.caption for i in report.usable if i.caption}
-            report.warnings += trigger_warnings(trigger, captions)
+            warnings = trigger_warnings(trigger, captions)
+            missing = [] if recaption else missing_trigger(trigger, captions)
+            if missing:  # a LoRA trained on these would not respond to its trigger
+                warnings = [w for w in warnings if "do not contain the trigger" not in w]
+                txts = [str(Path(n).with_suffix(".txt")) for n in missing]
+                report.errors.append(
+                    f"{len(missing)} of your caption(s) do not contain the trigger {trigger!r}: {', '.join(txts)} "
+                    f"(add {trigger!r} to each, or rerun with --recaption to have JoyCaption write them)"
+                )
+            report.warnings += warnings
 
     if count >= 2:
         report.train, report.eval = split_names([i.name for i in report.usable], seed, eval_fraction)
@@ -273,10 +307,11 @@ def scan_dataset(
 
 
 def preflight(
-    folder: str | Path, trigger: str | None = None, seed: int = 42, eval_fraction: float = 0.2
+    folder: str | Path, trigger: str | None = None, seed: int = 42, eval_fraction: float = 0.2,
+    recaption: bool = False,
 ) -> DatasetReport:
     """`scan_dataset`, raising DatasetError (naming every problem) when the folder cannot be trained on."""
-    return raise_if_refused(scan_dataset(folder, trigger, seed, eval_fraction))
+    return raise_if_refused(scan_dataset(folder, trigger, seed, eval_fraction, recaption))
 
 
 def raise_if_refused(report: DatasetReport) -> DatasetReport:

@@ -47,6 +47,9 @@ class RunContext:
     session: Any = None  # teardown.PodSession while a pod is held
     notes: list[str] = field(default_factory=list)
     wandb_url: str | None = None
+    project_lock: Any = None  # the project's pistachio.lock (lockfile.Lock): pods are bootstrapped exactly from it
+    allow_drift: bool = False  # train even when the pod cannot be made exactly as that lock says
+    stuck: Any = None  # session.TerminateFailed: a pod that would not terminate after the work was done
     _layout: WorkspaceLayout | None = None
 
     # --- output ---------------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ class TrainRequest:
     volume: bool | None = None  # mount the env stack's network volume (None: when there is one)
     network_volume: tuple[str, str] | None = None  # (volume id, data center): this one instead of the env stack's
     campaign: str | None = None  # the campaign this run belongs to (its runs resume separately from `train`)
+    allow_drift: bool = False  # train even when the pod cannot be made exactly as the project's pistachio.lock
 
 
 @dataclass
@@ -75,16 +76,17 @@ class JobBusyError(PistachioError):
 # --- the lock -------------------------------------------------------------------------------------------------
 
 @contextmanager
-def job_lock(name: str) -> Iterator[None]:
-    """Refuse a second run of the same job (in any process) while this one holds the lock."""
+def job_lock(name: str, project: str = "") -> Iterator[None]:
+    """Refuse a second run of the same job of the same project (in any process) while this one holds the lock."""
     from filelock import FileLock, Timeout
 
     from ..paths import state_dir
 
     folder = state_dir() / "locks"
     folder.mkdir(parents=True, exist_ok=True)
-    pid_file = folder / f"{name}.pid"
-    lock = FileLock(str(folder / f"{name}.lock"), timeout=0)
+    key = _lock_key(name, project)
+    pid_file = folder / f"{key}.pid"
+    lock = FileLock(str(folder / f"{key}.lock"), timeout=0)
     try:
         lock.acquire()
     except Timeout:
@@ -99,14 +101,18 @@ def job_lock(name: str) -> Iterator[None]:
         lock.release()
 
 
-def client_running(name: str) -> bool:
+def _lock_key(name: str, project: str) -> str:
+    return f"{name}-{hashlib.sha256(project.encode()).hexdigest()[:12]}" if project else name
+
+
+def client_running(name: str, project: str = "") -> bool:
     """Whether a client process on this machine holds the job's lock. The OS releases the lock of a process that
     died (SIGKILL, a closed laptop), so a job recorded as running whose lock is free has no client."""
     from filelock import FileLock, Timeout
 
     from ..paths import state_dir
 
-    path = state_dir() / "locks" / f"{name}.lock"
+    path = state_dir() / "locks" / f"{_lock_key(name, project)}.lock"
     if not path.is_file():
         return False
     lock = FileLock(str(path), timeout=0)
@@ -134,7 +140,9 @@ def requested_classes(job: Job, override: tuple[str, ...]) -> tuple[str, ...]:
     names = override or (() if job.gpu_auto else tuple(job.gpu))
     if not names or names == ("auto",):
         return auto_classes()
-    return tuple(dict.fromkeys(gpu_class(n).name for n in names))
+    # "auto" in a list (`--gpu a6000,auto`, gpu = ["a6000", "auto"]): the auto classes not named before it
+    expanded = [c for n in names for c in (auto_classes() if n.strip().lower() == "auto" else (gpu_class(n).name,))]
+    return tuple(dict.fromkeys(expanded))
 
 
 def preflight(req: TrainRequest) -> tuple[Any, Any, tuple[str, ...], str]:
@@ -148,7 +156,7 @@ def preflight(req: TrainRequest) -> tuple[Any, Any, tuple[str, ...], str]:
     job = req.job
     if req.max_hours <= 0:
         raise ConfigError(f"--max-hours {req.max_hours:g} is not positive", "give the pod's maximum runtime, e.g. 12")
-    dataset = dataset_preflight(job.dataset, job.trigger, job.seed, job.eval_split)
+    dataset = dataset_preflight(job.dataset, job.trigger, job.seed, job.eval_split, req.recaption)
     classes = requested_classes(job, req.gpu)
     for cls in classes:  # every class a fallback may land on must render
         render_job(job, cls, WorkspaceLayout(), train_images=len(dataset.train))
@@ -157,6 +165,9 @@ def preflight(req: TrainRequest) -> tuple[Any, Any, tuple[str, ...], str]:
     if req.project is not None and req.project.project.hf_namespace:
         get_secret("HF_TOKEN", required=True)  # publishing needs it: refused before any pod exists
     cloud = resolve_cloud()  # RUNPOD_API_KEY (or the sandbox)
+    project_lock(req, cloud)
+    if job.budget_usd:
+        _check_budget(job, classes, cloud, len(dataset.train))
     files = [(i.name, i.sha256, bool(i.caption) and not req.recaption) for i in dataset.usable]
     captions = {i.name: i.caption for i in dataset.usable if i.caption and not req.recaption}
     fingerprint = hashlib.sha256(json.dumps(
@@ -165,10 +176,73 @@ def preflight(req: TrainRequest) -> tuple[Any, Any, tuple[str, ...], str]:
     return dataset, cloud, classes, fingerprint
 
 
+def project_lock(req: TrainRequest, cloud: Any) -> Any:
+    """The project's pistachio.lock (None without one), checked before any pod: its cloud, and that it pins the
+    job's base model (its pods are bootstrapped exactly from it)."""
+    from ..lock.lockfile import load_lock
+    from ..lock.rebuild import check_cloud
+
+    path = Path(req.base_dir).resolve() / "pistachio.lock"
+    if not path.is_file():
+        return None
+    lock = load_lock(path)
+    check_cloud(lock, cloud, str(path))
+    if req.job.base_model not in lock.models:
+        raise ConfigError(f"{path} does not pin the base model {req.job.base_model!r} of job {req.job.name!r}",
+                          "rewrite the lock (`pistachio-infra lock --out pistachio.lock`) or move it aside")
+    return lock
+
+
+def minimum_usd(job: Job, classes: tuple[str, ...], cloud: Any, train_images: int) -> float | None:
+    """The least any run of `job` can cost: provision + cold bootstrap + model load + one eval cadence of steps,
+    all at the fastest times the cost model knows, on the cheapest offer of its classes (None: no prices)."""
+    from ..campaign.costmodel import load_timings
+    from ..pods.offers import live_offers
+    from ..runpod import connect
+
+    api = connect(cloud)
+    try:
+        offers = [o for o in live_offers(api, classes) if o.price_per_hr]
+    finally:
+        close = getattr(api, "close", None)
+        if close is not None:
+            close()
+    if not offers:
+        return None
+    timings = load_timings("sandbox" if cloud.sandbox else "runpod")
+    fixed = timings.provision_s[0] + timings.bootstrap_cold_s[0] + timings.train_fixed_s[0]
+    every = cadence_steps(job, train_images)
+    return min(o.price_per_hr * (fixed + every * timings.step_band(o.gpu_class)[0]) / 3600 for o in offers)
+
+
+def _check_budget(job: Job, classes: tuple[str, ...], cloud: Any, train_images: int) -> None:
+    """Refuse a budget that cannot pay for one checkpoint: the pod's own watchdog would end it before anything."""
+    import math
+
+    from ..money import usd
+
+    least = minimum_usd(job, classes, cloud, train_images)
+    if least is None or job.budget_usd is None or job.budget_usd >= least:
+        return
+    scale = 100 if least >= 1 else 10_000
+    enough = math.ceil(least * scale) / scale
+    raise ConfigError(
+        f"budget_usd {usd(job.budget_usd, like=enough)} cannot pay for one checkpoint of {job.name!r} (provision, "
+        f"bootstrap and {cadence_steps(job, train_images)} steps cost at least {usd(enough)} on the cheapest offer)",
+        f"set budget_usd to {usd(enough)} or more (nothing was rented)")
+
+
+def cadence_steps(job: Job, train_images: int) -> int:
+    from ..catalog import EFFECTIVE_BATCH
+    from ..config.render import cadence_for
+
+    return cadence_for(job, EFFECTIVE_BATCH, train_images=train_images).every
+
+
 # --- the run --------------------------------------------------------------------------------------------------
 
 def run_training(req: TrainRequest, console: Any) -> TrainResult:
-    with job_lock(req.job.name):
+    with job_lock(req.job.name, project_key(req)):
         store = Store()
         try:
             return _run(req, console, store)
@@ -176,9 +250,14 @@ def run_training(req: TrainRequest, console: Any) -> TrainResult:
             store.close()
 
 
+def project_key(req: TrainRequest) -> str:
+    """A job's identity is its project (the resolved project folder, where its runs/ live) plus its name."""
+    return str(Path(req.base_dir).resolve())
+
+
 def _open_run(req: TrainRequest, store: Store, cloud: Any, fingerprint: str, console: Any) -> tuple[int, dict]:
     cloud_name = "sandbox" if cloud.sandbox else "runpod"
-    last = store.latest_job(req.job.name, cloud=cloud_name, campaign=req.campaign)
+    last = store.latest_job(req.job.name, cloud=cloud_name, campaign=req.campaign, project=project_key(req))
     if last is not None and last["status"] != "done":
         if not req.restart and last["spec"].get("fingerprint") == fingerprint:
             console.print(f"  resuming run {last['id']} of {req.job.name} (started "
@@ -190,7 +269,8 @@ def _open_run(req: TrainRequest, store: Store, cloud: Any, fingerprint: str, con
     stamp = datetime.now(UTC).strftime(RUN_STAMP)
     spec = {"fingerprint": fingerprint, "stamp": stamp, "job": req.job.model_dump(mode="json"),
             "run_folder": str(Path(req.base_dir).resolve() / "runs" / req.job.name / stamp)}
-    return store.create_job(req.job.name, cloud=cloud_name, spec=spec, campaign=req.campaign), spec
+    return store.create_job(req.job.name, cloud=cloud_name, spec=spec, campaign=req.campaign,
+                            project=project_key(req)), spec
 
 
 def _abandon(store: Store, cloud: Any, job_id: int, console: Any) -> None:
@@ -221,6 +301,7 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
         started=datetime.strptime(spec["stamp"], RUN_STAMP).replace(tzinfo=UTC),
         gpu_classes=classes, recaption=req.recaption, preflight_s=time.time() - t0,
         pod_request=PodRequest(max_hours=req.max_hours, volume=req.volume, network_volume=req.network_volume),
+        project_lock=project_lock(req, cloud), allow_drift=req.allow_drift,
     )
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     for warning in dataset.warnings:
@@ -243,6 +324,12 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
         store.finish_job(job_id, "failed", {"error": str(exc)[:500]})
         _cleanup(ctx)
         raise
+    if ctx.stuck is not None:  # the work is done and installed: say plainly what still bills
+        done = stages.get(InstallDone)
+        where = done.installed if done else None
+        store.finish_job(job_id, "failed", {"error": str(ctx.stuck)[:500], "lora": where})
+        raise PistachioError(f"the LoRA is installed ({where}), but {ctx.stuck.cause}",
+                             f"{ctx.stuck.fix}; then rerun the same command to finish the run") from None
     chosen, harvested = stages.get(SelectDone), stages.get(HarvestDone)
     installed, report = stages.get(InstallDone), stages.get(ReportDone)
     assert chosen and harvested and installed and report, "the table has select, harvest, install and report"
@@ -291,8 +378,21 @@ def _walk(ctx: RunContext) -> None:
         elif not stages.is_done(row.name):
             if row.where is Where.POD:
                 _on_pod(ctx, row)
+            elif row.name == "teardown":
+                _teardown(ctx, row)
             else:
                 stages.run(row.name, lambda row=row: row.run(ctx))
+
+
+def _teardown(ctx: RunContext, row: Row) -> None:
+    """A pod that will not terminate does not cost the work: the harvested LoRA is still installed and reported,
+    and the run then ends saying plainly which pod may still bill (see _run)."""
+    from ..pods.session import TerminateFailed
+
+    try:
+        ctx.stages.run(row.name, lambda: row.run(ctx))
+    except TerminateFailed as exc:
+        ctx.stuck = exc
 
 
 def _on_pod(ctx: RunContext, row: Row) -> None:
@@ -327,3 +427,4 @@ def _cleanup(ctx: RunContext) -> None:
     with shielded("terminating the job's pods"):
         if not ctx.stages.is_done("teardown"):
             ctx.stages.run("teardown", lambda: table_row("teardown").run(ctx))
+

@@ -13,15 +13,21 @@ from .context import RunContext
 from .results import BootstrapDone, CaptionDone, Event, HarvestDone, InstallDone, ProvisionDone, TrainDone
 
 
-def record_costs(store: Store, job_id: int) -> tuple[float, float]:
-    """Billed cost of every pod of the job (cost_per_hr × seconds from create to gone) into the ledger; returns
-    (billed USD, billed seconds). The estimate made at training start goes on the ledger row of the first pod."""
+def record_costs(store: Store, job_id: int, cloud: Any = None) -> tuple[float, float]:
+    """Billed cost of every pod of the job into the ledger; returns (billed USD, billed seconds). The money is the
+    cloud's billing report's (campaign/ledger.cloud_billing); only a pod it does not list falls back to our count
+    (cost_per_hr × seconds from create to gone), which runs long when we noticed the pod gone late. The estimate
+    made at training start goes on the ledger row of the first pod."""
+    from ..campaign.ledger import cloud_billing
+
     estimate = estimated_cost(store, job_id)
+    pods = [p for p in store.pods(job_id=job_id) if p.pod_id]
+    billed = (cloud_billing(cloud, min(p.created_at for p in pods)) if cloud is not None and pods else None) or {}
     total_usd = total_s = 0.0
-    for i, pod in enumerate(p for p in store.pods(job_id=job_id) if p.pod_id):
+    for i, pod in enumerate(pods):
         end = pod.gone_at or time.time()
         seconds = max(0.0, end - pod.created_at)
-        usd = (pod.cost_per_hr or 0.0) * seconds / 3600
+        usd = billed.get(pod.pod_id or "", (pod.cost_per_hr or 0.0) * seconds / 3600)
         store.record_billing(pod.pod_id, billed_usd=usd, billed_seconds=seconds, job_id=job_id,
                              estimated_usd=estimate if i == 0 else None)
         total_usd += usd

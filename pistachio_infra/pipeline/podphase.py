@@ -128,13 +128,40 @@ def bootstrap_pod(ctx: RunContext) -> BootstrapDone:
     from ..pods.bootstrap import bootstrap
 
     models = _models(ctx)
-    ctx.say(f"bootstrapping {ctx.pod_name} (DiffusionPipe, joy-caption-batch, {', '.join(models)})")
-    report = bootstrap(ctx.remote, ctx.cloud, models=models, store=ctx.store, job_id=ctx.job_id,
-                       pod_name=ctx.pod_name)
+    lock, cloud, frozen = ctx.project_lock, ctx.cloud, None
+    if lock is not None:
+        from ..lock.lockfile import frozen_requirements
+        from ..lock.rebuild import lock_cloud
+
+        _bootstrap_from_lock(ctx, lock)
+        models = tuple(m for m in models if m not in lock.models)  # the lock's models are already in place
+        cloud, frozen = lock_cloud(ctx.cloud, lock), frozen_requirements(lock)
+    ctx.say(f"bootstrapping {ctx.pod_name} (DiffusionPipe, joy-caption-batch, {', '.join(models) or 'no models'})")
+    report = bootstrap(ctx.remote, cloud, models=models, store=ctx.store, job_id=ctx.job_id,
+                       pod_name=ctx.pod_name, frozen=frozen)
     done = [s["step"] for s in report.steps if s.get("status") == "done"]
     ctx.say(f"bootstrap: {report.seconds:.1f}s" + (f" ({', '.join(done)})" if done else " (all cached)"))
     return BootstrapDone(seconds=round(report.seconds, 2), steps=tuple(report.steps), models=models,
                          lock=_environment(ctx, models))
+
+
+def _bootstrap_from_lock(ctx: RunContext, lock: Any) -> None:
+    """The pod exactly as the project's pistachio.lock says (rebuild.py): pinned commits, frozen package sets,
+    model files at their revisions with their sha256. Drift left afterwards stops the run unless --allow-drift."""
+    from ..lock.rebuild import ModelHashMismatchError, RebuildError, bootstrap_from_lock
+
+    ctx.say(f"bootstrapping {ctx.pod_name} from pistachio.lock ({lock.digest()[:12]})")
+    try:
+        bootstrap_from_lock(ctx.remote, ctx.cloud, lock, store=ctx.store, job_id=ctx.job_id, pod_name=ctx.pod_name,
+                            pod_image=ctx.session.pod.image if ctx.session else None)
+    except ModelHashMismatchError:
+        raise
+    except RebuildError as exc:
+        if not ctx.allow_drift:
+            raise RebuildError(exc.cause, "fix it, or train on the drift with --allow-drift (recorded in the "
+                                          "report)") from None
+        ctx.store.add_event(ctx.job_id, Event.ALLOWED_DRIFT, {"why": exc.cause})
+        ctx.note(f"trained on drift from pistachio.lock (--allow-drift): {exc.cause}")
 
 
 def _environment(ctx: RunContext, models: tuple[str, ...]) -> dict[str, Any]:

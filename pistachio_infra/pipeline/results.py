@@ -25,6 +25,7 @@ class Event(StrEnum):
     RECONNECTED = "reconnected"
     ESTIMATE = "estimate"
     SUPERVISOR = "supervisor"
+    ALLOWED_DRIFT = "allowed_drift"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -128,7 +128,7 @@ def _install(ctx: RunContext) -> InstallDone:
 def _report(ctx: RunContext) -> ReportDone:
     from .finish import record_costs, write_run_report
 
-    billed, _ = record_costs(ctx.store, ctx.job_id)
+    billed, _ = record_costs(ctx.store, ctx.job_id, ctx.cloud)
     return ReportDone(path=str(write_run_report(ctx, billed)), billed_usd=billed)
 
 

@@ -213,7 +213,9 @@ class PodLifecycle:
         if attempts and all(a.outcome == "no capacity" for a in attempts):
             raise NoCapacityError(
                 f"no capacity for {', '.join(spec.gpu_classes)} ({summary})",
-                "add fallback classes (--gpu-fallback), allow other data centers, or retry later",
+                "add fallback classes (`train --gpu a6000,auto`, "
+                "`up --gpu-fallback CLASS`, or gpu = [...] in the job), "
+                "allow other data centers, or retry later",
             )
         raise PistachioError(
             f"no pod became ready after {len(attempts)} attempt(s) ({summary})",

@@ -81,7 +81,8 @@ def candidate_offers(
         where = f" in {volume_dc} (the network volume's data center)" if volume_dc else ""
         raise NoCapacityError(
             f"no stock for {', '.join(class_names)}{where} ({'; '.join(seen)})",
-            "add fallback classes (--gpu-fallback), allow other data centers, use --no-volume, or retry later",
+            "add fallback classes (`train --gpu a6000,auto`, `up --gpu-fallback CLASS`, or gpu = [...] in the job), "
+            "allow other data centers, use --no-volume, or retry later",
         )
     return candidates
 

@@ -19,15 +19,15 @@ class Orphan:
 
 
 def find_orphans(
-    api: RunPodApi, store: Store, *, now: float | None = None, client_alive: Callable[[str], bool] | None = None,
+    api: RunPodApi, store: Store, *, now: float | None = None, client_alive: Callable[[dict], bool] | None = None,
 ) -> list[Orphan]:
     """Our pods (name prefix) that are listed by RunPod but not in use:
     unknown to this machine's state, recorded as gone, `up` pods past their watchdog deadline, or pods whose
     job is not running. Pods of running jobs and `up` pods within their deadline are kept. A job recorded as
-    running whose client process is gone (SIGKILL, a closed laptop: `client_alive(job name)` is false) is not."""
+    running whose client process is gone (SIGKILL, a closed laptop: `client_alive(job)` is false) is not."""
     now = now or time.time()
     running_jobs = {j["id"] for j in store.jobs()
-                    if j["status"] == "running" and (client_alive is None or client_alive(j["name"]))}
+                    if j["status"] == "running" and (client_alive is None or client_alive(j))}
     orphans: list[Orphan] = []
     for pod in api.list_pods():
         if not pod.name.startswith(NAME_PREFIX) or pod.status == PodStatus.TERMINATED:

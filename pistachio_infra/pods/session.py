@@ -29,6 +29,21 @@ from .watchdog import Heartbeat, WatchdogPolicy, install
 SSH_CONNECT_TIMEOUT_S = 120.0
 
 
+class TerminateFailed(PistachioError):
+    """Terminating the session's pod(s) kept failing: they may still bill. `pods`: (record name, pod id)."""
+
+    def __init__(self, pods: list[tuple[str, str | None]], why: str, deadline_epoch: float | None) -> None:
+        self.pods = pods
+        self.why = why
+        names = ", ".join(f"{name} ({pod_id})" if pod_id else name for name, pod_id in pods)
+        by = f"; its watchdog ends it by {time.strftime('%H:%M', time.localtime(deadline_epoch))} at the latest" \
+            if deadline_epoch else ""
+        super().__init__(
+            f"pod {names} could not be terminated and may still be billing ({why})",
+            f"stop it with `pistachio-infra down {pods[0][0]}`{by}",
+        )
+
+
 @dataclass
 class PodSession:
     name: str  # the pod's record name in the state store
@@ -165,21 +180,21 @@ def pod_session(
                 failures = []
                 if not (keep and outcome == "done"):
                     failures = teardown(lifecycle, reason=f"teardown: {outcome}", report=say)
+                stuck = [(name, rec.pod_id if (rec := store.pod(name)) else None) for name, _ in failures]
+                first = store.pod(stuck[0][0]) if stuck else None
                 if own_api:
                     _quietly(getattr(api, "close", lambda: None))
                 if own_store:
                     _quietly(store.close)
                 if failures and sys.exc_info()[1] is None:
-                    raise PistachioError(
-                        "could not terminate: " + "; ".join(failures),
-                        "run `pistachio-infra down --all` (the pod's watchdog terminates it at its deadline anyway)",
-                    )
+                    raise TerminateFailed(stuck, "; ".join(why for _, why in failures),
+                                          first.watchdog_deadline if first else None)
 
 
-def teardown(lifecycle: PodLifecycle, *, reason: str, report: Callable[[str], None]) -> list[str]:
+def teardown(lifecycle: PodLifecycle, *, reason: str, report: Callable[[str], None]) -> list[tuple[str, str]]:
     """Terminate every pod the lifecycle created or took over that is not gone yet; returns the failures.
     Each pod is tried even when an earlier one failed."""
-    failures: list[str] = []
+    failures: list[tuple[str, str]] = []
     for name in dict.fromkeys(lifecycle.touched):
         record = lifecycle.store.pod(name)
         if record is None or record.status == "gone":
@@ -188,7 +203,7 @@ def teardown(lifecycle: PodLifecycle, *, reason: str, report: Callable[[str], No
             seconds = lifecycle.terminate(name, reason)
             report(f"{name}: terminated ({seconds:.1f}s)")
         except Exception as exc:  # keep going: the other pods must be tried too
-            failures.append(f"{name}: {exc}")
+            failures.append((name, getattr(exc, "cause", None) or str(exc)))
             print(f"error: could not terminate {name}: {exc}", file=sys.stderr)
     return failures
 

@@ -88,16 +88,30 @@ def _unshare_args() -> list[str]:
     return ["unshare", *user, "--mount", "--uts", "--pid", "--fork", "--mount-proc", "--kill-child"]
 
 
-# Runs as the namespace's init: sets the pod's hostname, bind-mounts the workspace (and the default start script on
-# /start.sh), then becomes the pod's main process (sshd, or the start command). Not being root, that runs in a nested
-# user namespace that maps us back to our own uid, so sshd logs in this user without privilege separation.
-# Arguments: hostname, workspace dir or "", start script or "", uid, gid, main command...
+# Runs as the namespace's init: sets the pod's hostname ($1), bind-mounts the workspace ($2) and the default start
+# script on /start.sh ($3), gives the pod a /tmp of its own (a tmpfs that ends with the namespace, as a container's
+# does; the sandbox's own folders under the host's /tmp, $4 ':'-separated, stay visible at their paths; a machine
+# that refuses the mounts keeps the shared /tmp), then becomes the pod's main process (sshd, or the start command).
+# Not being root, that runs in a nested user namespace that maps us back to our own uid, so sshd logs in this user
+# without privilege separation. Arguments: hostname, workspace dir or "", start script or "", kept /tmp paths, uid,
+# gid, main command...
 NAMESPACE_INIT = """\
 set -e
 [ -z "$1" ] || echo "$1" 2>/dev/null > /proc/sys/kernel/hostname || true  # a read-only /proc/sys: host's name
 [ -z "$2" ] || mount --bind "$2" /workspace
 [ -z "$3" ] || mount --bind "$3" /start.sh
-shift 3
+if [ -n "$4" ] && [ -d /mnt ] && mount --rbind /tmp /mnt 2>/dev/null; then
+  if mount -t tmpfs -o mode=1777 pod-tmp /tmp; then
+    IFS=:
+    for keep in $4; do
+      [ -n "$keep" ] || continue
+      mkdir -p "$keep" && mount --rbind "/mnt${keep#/tmp}" "$keep"
+    done
+    unset IFS
+  fi
+  umount -l /mnt
+fi
+shift 4
 if [ "$(id -u)" = "$1" ]; then shift 2; exec "$@"; fi
 uid=$1 gid=$2; shift 2
 exec unshare --user --map-user="$uid" --map-group="$gid" -- "$@"
@@ -110,7 +124,7 @@ def namespaces_work() -> bool:
     if not shutil.which("unshare"):
         return False
     try:
-        result = subprocess.run([*_unshare_args(), "/bin/sh", "-c", NAMESPACE_INIT, "probe", "probe", "", "",
+        result = subprocess.run([*_unshare_args(), "/bin/sh", "-c", NAMESPACE_INIT, "probe", "probe", "", "", "",
                                  str(os.getuid()), str(os.getgid()), "true"], capture_output=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -281,7 +295,7 @@ class PodHost:
         if namespaced:
             cmd = [*_unshare_args(), "--", "/bin/sh", "-c", NAMESPACE_INIT, "pod", pod_id,
                    str(workspace) if mount else "", str(start_sh) if mount_start else "",
-                   str(os.getuid()), str(os.getgid()), *main]
+                   self._host_tmp_paths(workspace), str(os.getuid()), str(os.getgid()), *main]
         else:
             cmd = main
         # The main process gets the pod env, like a container's; sshd does not pass its own env on to sessions.
@@ -309,6 +323,11 @@ class PodHost:
             tail = (pod / "sshd.log").read_text(errors="replace")[-2000:]
             self.stop(pod_id)
             raise PodStartError(f"pod {pod_id}: sshd did not answer on 127.0.0.1:{ssh_port} within {timeout}s\n{tail}")
+
+    def _host_tmp_paths(self, workspace: Path) -> str:
+        """The sandbox's folders under the host's /tmp that the pod must still see under its private /tmp."""
+        paths = {str(Path(p).resolve()) for p in (self.root, self.image.root, workspace)}
+        return ":".join(sorted(p for p in paths if p.startswith("/tmp/"))) or ":"
 
     @staticmethod
     def _wait_for_child(proc: subprocess.Popen, timeout: float = 5.0) -> int | None:

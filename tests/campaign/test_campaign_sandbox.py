@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 
 import pytest
@@ -91,6 +92,9 @@ def test_a_budget_exhausted_mid_run_stops_work_and_terminates_every_pod(sandbox_
     assert len(pods_by_job(admin)) == started
     assert live_pods(admin) == []
     assert sum(admin.billing().values()) <= budget
+    # issue 19.7: the summary shows the budget at the precision of its amounts, never "spent $0.0109 of $0.01"
+    spent, of = re.search(r"spent \$([0-9.]+) of \$([0-9.]+)", run.stdout).groups()
+    assert of == "0.0120" and float(spent) <= float(of)
 
 
 @pytest.mark.timeout(420)

@@ -67,3 +67,30 @@ def test_unresolved_model_exits_nonzero(tmp_path, hub_endpoint):
     api = cli("comfy", "resolve", str(WORKFLOWS / "t2i_sd15_api.json"), "--comfy-dir", str(tmp_path),
               env={"HF_ENDPOINT": hub_endpoint})
     assert api.returncode == 1 and "v1-5-pruned-emaonly.safetensors" in api.stdout and "unknown" in api.stdout
+
+
+def test_every_model_looking_value_is_listed_never_dropped(tmp_path, hub_endpoint):
+    """Issue 19.6: inputs named differently from LOADERS (`t5_model`, `vae_model` in this API workflow) were lost
+    silently, and MultiTalkModelLoader got no folder. Its folder: kijai/ComfyUI-WanVideoWrapper multitalk/nodes.py
+    (`model` from folder_paths "diffusion_models")."""
+    workflow = {
+        "1": {"class_type": "LoadWanVideoT5TextEncoder",
+              "inputs": {"t5_model": "umt5-xxl-enc-bf16.safetensors", "precision": "bf16"}},
+        "2": {"class_type": "WanVideoVAELoader", "inputs": {"vae_model": "wanvideo\\Wan2_1_VAE_bf16.safetensors"}},
+        "3": {"class_type": "MultiTalkModelLoader", "inputs": {"model": "WanVideo/multitalk.safetensors",
+                                                               "base_precision": "fp16"}},
+        "4": {"class_type": "SomeonesAudioLoader", "inputs": {"weights": "audio/wav2vec2-chinese.bin",
+                                                              "clip": ["1", 0]}},
+    }
+    path = tmp_path / "wan_api.json"
+    path.write_text(json.dumps(workflow))
+    plan = cli("comfy", "resolve", str(path), "--comfy-dir", str(tmp_path / "ComfyUI"), "--json",
+               env={"HF_ENDPOINT": hub_endpoint})
+    data = json.loads(plan.stdout)
+    found = {m["name"]: m for m in data["models"]}
+    assert set(found) == {"umt5-xxl-enc-bf16.safetensors", "wanvideo/Wan2_1_VAE_bf16.safetensors",
+                          "WanVideo/multitalk.safetensors", "audio/wav2vec2-chinese.bin"}, data["models"]
+    assert found["umt5-xxl-enc-bf16.safetensors"]["folder"] == "text_encoders"
+    assert found["wanvideo/Wan2_1_VAE_bf16.safetensors"]["folder"] == "vae"
+    assert found["WanVideo/multitalk.safetensors"]["folder"] == "diffusion_models"
+    assert found["audio/wav2vec2-chinese.bin"]["folder"] in (None, "unknown")

@@ -69,7 +69,7 @@ def test_gpu_class_written_as_a_number(tmp_path):
     ("extra", "expected"),
     [
         ('gpu = "rtx9000"', ["jobs.alice.gpu", "'rtx9000'", "allowed: auto, a6000"]),
-        ('gpu = ["auto", "4090"]', ["jobs.alice.gpu", "cannot be combined"]),
+        ('gpu = ["a40", "a40"]', ["jobs.alice.gpu", "listed twice"]),
         ("eval_split = 0.7", ["jobs.alice.eval_split = 0.7", "less than or equal to 0.5"]),
         ("resolutions = [500]", ["jobs.alice.resolutions.0 = 500", "multiple of 16"]),
         ("resolutions = [256, 512, 768, 1024]", ["jobs.alice.resolutions", "at most 3"]),

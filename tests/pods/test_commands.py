@@ -56,6 +56,37 @@ def test_up_then_ssh_status_logs_and_down(sandbox, sandbox_admin):
         assert store.pod(name).status == "gone"
 
 
+def test_up_prints_its_ssh_command_whole_so_it_can_be_pasted(sandbox, sandbox_admin):
+    """Issue 19.8: piped output (and a narrow terminal) wrapped the ~230-character ssh command over two lines."""
+    import shlex
+
+    up = cli("up", "--gpu", "a6000", "--no-models", "--max-hours", "1", "--label", "paste")
+    assert up.returncode == 0, up.stdout + up.stderr
+    lines = up.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  ssh       pistachio-infra ssh "))
+    command = lines[at + 1].strip()
+    assert len(command) > 120 and lines[at + 2].startswith("  watchdog")  # one line, nothing spilled over
+    pasted = subprocess.run([*shlex.split(command), "echo", "pasted-ok"], capture_output=True, text=True, timeout=60)
+    assert pasted.returncode == 0 and pasted.stdout.strip() == "pasted-ok", pasted.stderr
+    name = lines[at].split()[-1]
+    assert cli("down", name).returncode == 0
+    assert live_pods(sandbox_admin) == []
+
+
+def test_a_pods_tmp_is_its_own_and_goes_with_it(sandbox, sandbox_admin):
+    """Issue 19.9: sandbox pods wrote into the host's /tmp (a /tmp/pistachio-bootstrap-<pod> per pod, never removed)."""
+    up = cli("up", "--gpu", "a6000", "--no-models", "--max-hours", "1", "--label", "tmp")
+    assert up.returncode == 0, up.stdout + up.stderr
+    name, pod_id = re.search(r"ready\s+(pistachio-up-tmp-[0-9a-f]{6}) \((\w+)\)", up.stdout).groups()
+    marker = f"pistachio-tmp-check-{pod_id}"
+    wrote = cli("ssh", name, "touch", f"/tmp/{marker}", "&&", "ls", "/tmp")
+    assert wrote.returncode == 0 and marker in wrote.stdout, wrote.stderr
+    assert not (Path("/tmp") / marker).exists()  # the host's /tmp never saw it
+    assert not list(Path("/tmp").glob(f"*{pod_id}*"))  # nor the bootstrap's files
+    assert cli("down", name).returncode == 0
+    assert live_pods(sandbox_admin) == []
+
+
 def test_bad_input_is_refused_before_any_pod_exists(sandbox, sandbox_admin):
     bad = cli("up", "--gpu", "a9000")
     assert bad.returncode != 0 and "unknown GPU class 'a9000'" in bad.stderr and "Traceback" not in bad.stderr
