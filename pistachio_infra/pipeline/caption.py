@@ -13,6 +13,7 @@ The captions are downloaded to runs/<job>/<timestamp>/captions/ for review, and 
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path, PurePosixPath
 
@@ -27,6 +28,28 @@ from .results import CaptionDone, UploadDone
 DROP_FRACTION = 0.25
 CAPTION_JOB = "caption"
 RETRY_JOB = "caption-retry"
+
+# What batch-alpha2.py prints (MNeMoNiCuZ/joy-caption-batch@80dd589, tests/upstream/README.md): one stdout line per
+# caption file when --print-captioning-status is given, and everything else through logging.basicConfig with
+# "%(asctime)s %(levelname)s: %(message)s" (stderr; the detached job's log holds both).
+CAPTION_WRITTEN = re.compile(r"^Caption written to '(?P<path>.+)'$")
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<level>[A-Z]+): (?P<message>.*)$")
+
+
+def written_caption(line: str) -> str | None:
+    """The caption path a `Caption written to '…'` line names, else None."""
+    match = CAPTION_WRITTEN.match(line.rstrip("\r"))
+    return match["path"] if match else None
+
+
+def captioner_problems(lines: list[str]) -> list[str]:
+    """The ERROR and WARNING messages the captioner logged (generation failures, unreadable images, crashes)."""
+    found = []
+    for line in lines:
+        match = LOG_LINE.match(line.rstrip("\r"))
+        if match and match["level"] in ("ERROR", "WARNING", "CRITICAL"):
+            found.append(match["message"])
+    return found
 
 
 class CaptionError(PistachioError):
@@ -123,7 +146,7 @@ def _run_captioner(ctx: RunContext, rendered: RenderedConfigs, names: list[str],
             *complete, pending = pending.split("\n")
             for line in complete:
                 lines.append(line)
-                if line.startswith("Saved caption to"):
+                if written_caption(line) is not None:
                     done += 1
                     bar.update(task, completed=done)
 
@@ -132,9 +155,8 @@ def _run_captioner(ctx: RunContext, rendered: RenderedConfigs, names: list[str],
         tail = " | ".join(line for line in lines[-5:] if line.strip())
         raise CaptionError(f"joy-caption-batch exited with {code} on pod {ctx.pod_name}: {tail}",
                            "rerun the same command: it resumes at the caption stage")
-    for line in lines:
-        if line.startswith(("Generation failed", "Failed to", "An error occurred")):
-            ctx.say(f"[dim]captioner: {line.strip()[:200]}[/dim]")
+    for message in captioner_problems(lines):
+        ctx.say(f"[dim]captioner: {message.strip()[:200]}[/dim]")
 
 
 def caption(ctx: RunContext, rendered: RenderedConfigs) -> CaptionDone:

@@ -83,7 +83,8 @@ class Progress:
             elif m := EPOCH_RE.search(line):
                 self.epoch = int(m.group(1))
             elif m := RESUME_RE.search(line):
-                self.epoch, self.step = int(m.group(1)), int(m.group(2))
+                # train.py@8f83dbf prints the step it is about to run (the checkpoint's step + 1)
+                self.epoch, self.step = int(m.group(1)), int(m.group(2)) - 1
                 self.resumed_at = self.step
             elif m := SAVE_RE.search(line):
                 self.saves.append(m.group(1))

@@ -40,7 +40,7 @@ def test_training_log_is_parsed_across_chunk_boundaries():
     assert progress.saves == ["step4"] and progress.wandb_url == "https://wandb.ai/me/p/runs/ab12"
     resumed = Progress(total=40)
     resumed.feed("Resuming training from checkpoint. Resuming at epoch: 5, step: 17\n")
-    assert (resumed.epoch, resumed.step, resumed.resumed_at) == (5, 17, 17)
+    assert (resumed.epoch, resumed.step, resumed.resumed_at) == (5, 16, 16)  # 16 steps done, 17 is next
 
 
 def test_gpu_classes_auto_and_override():

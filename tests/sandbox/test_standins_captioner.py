@@ -62,7 +62,7 @@ def test_captions_with_prepend_and_append_by_the_output_rules(captioner, pod_ima
     result = caption(captioner, pod_image, hub, tmp_path, "--input-dir", str(dataset), "--output-dir", str(out),
                      "--prepend-string", "ohwx woman, ", "--append-string", " END")
     assert result.returncode == 0, result.stderr
-    assert "An error occurred" not in result.stdout
+    assert "An error occurred" not in result.stderr
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*.txt"))
     assert written == ["blue.txt", "red.txt", "sub/green.txt"]  # recursive, subfolders kept, always .txt
     red = (out / "red.txt").read_text()
@@ -85,7 +85,7 @@ def test_failed_images_get_no_caption_and_exit_status_stays_zero(captioner, pod_
     result = caption(captioner, pod_image, hub, tmp_path, "--input-dir", str(dataset),
                      "--batch-processing-count", "1", scenario={"fail_images": ["blue.*"]})
     assert result.returncode == 0
-    assert "Generation failed: CUDA out of memory" in result.stdout
+    assert "ERROR: Generation failed: CUDA out of memory" in result.stderr
     assert (dataset / "red.txt").exists() and (dataset / "sub" / "green.txt").exists()
     assert not (dataset / "blue.txt").exists()
 
@@ -94,7 +94,7 @@ def test_a_failure_loses_its_whole_batch(captioner, pod_image, hub, dataset, tmp
     # sorted order: blue.JPG, red.png | sub/green.webp — batches of 2, the first fails as a whole
     result = caption(captioner, pod_image, hub, tmp_path, "--input-dir", str(dataset),
                      "--batch-processing-count", "2", scenario={"fail_images": ["blue.JPG"]})
-    assert result.returncode == 0 and result.stdout.count("Generation failed") == 1
+    assert result.returncode == 0 and result.stderr.count("Generation failed") == 1
     assert not (dataset / "blue.txt").exists() and not (dataset / "red.txt").exists()
     assert (dataset / "sub" / "green.txt").exists()
 
@@ -110,11 +110,11 @@ def test_model_download_failure_still_exits_zero(captioner, pod_image, hub, data
     result = caption(captioner, pod_image, hub, tmp_path, "--input-dir", str(dataset), "--model",
                      "fancyfeast/no-such-model")
     assert result.returncode == 0
-    assert "An error occurred" in result.stdout
+    assert "ERROR: An error occurred" in result.stderr
     assert not list(dataset.rglob("*.txt"))
 
 
 def test_no_images_found_exits_zero(captioner, pod_image, hub, tmp_path):
     (tmp_path / "empty").mkdir()
     result = caption(captioner, pod_image, hub, tmp_path, "--input-dir", str(tmp_path / "empty"))
-    assert result.returncode == 0 and "No images found" in result.stdout
+    assert result.returncode == 0 and "WARNING: No images found" in result.stderr

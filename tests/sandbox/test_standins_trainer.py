@@ -132,9 +132,11 @@ def test_training_writes_the_diffusion_pipe_layout(job):
     result = job.run()
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "Global batch size = 1" in out and "Started new epoch: 1" in out and "Started new epoch: 3" in out
+    assert "Global batch size = 1" in out and "Started new epoch: 2" in out and "Started new epoch: 3" in out
+    assert "Started new epoch: 1" not in out  # train.py@8f83dbf announces only the epochs after the first
     assert re.search(r"^steps: 12 loss: [\d.]+ iter time \(s\): [\d.]+", out, re.M)
     assert "Saving model to directory step4" in out
+    assert "Saving model to directory epoch3" in out and "directory step12" not in out  # the last save: epochE
     assert out.rstrip().endswith("TRAINING COMPLETE!")
 
     [run_dir] = job.run_dirs()
@@ -144,8 +146,8 @@ def test_training_writes_the_diffusion_pipe_layout(job):
     for name in ("wan_lora.toml", "dataset.toml", "eval_val.toml"):
         assert (run_dir / name).read_bytes() == (job.root / name).read_bytes()
 
-    saved = sorted(p.name for p in run_dir.glob("step*"))
-    assert saved == ["step12", "step4", "step8"]
+    saved = sorted(p.name for p in run_dir.iterdir() if re.match(r"^(step|epoch)\d+$", p.name))
+    assert saved == ["epoch3", "step4", "step8"]
     for name in saved:
         folder = run_dir / name
         assert sorted(p.name for p in folder.iterdir()) == ["adapter_config.json", "adapter_model.safetensors",
@@ -319,7 +321,7 @@ def test_save_quit_then_resume_continues_from_latest(job):
     result = job.run("--resume_from_checkpoint")
     assert result.returncode == 0, result.stderr
     epoch = stopped_at // 4 + 1
-    assert f"Resuming training from checkpoint. Resuming at epoch: {epoch}, step: {stopped_at}" in result.stdout
+    assert f"Resuming training from checkpoint. Resuming at epoch: {epoch}, step: {stopped_at + 1}" in result.stdout
     assert f"steps: {stopped_at + 1} loss" in result.stdout and f"steps: {stopped_at} loss" not in result.stdout
     assert result.stdout.rstrip().endswith("TRAINING COMPLETE!")
     assert job.run_dirs() == [run_dir]  # continued in the same run dir
@@ -337,7 +339,7 @@ def test_resume_by_run_dir_name_and_missing_latest(job):
     [run_dir] = job.run_dirs()
     job.config.update(epochs=2)
     result = job.run("--resume_from_checkpoint", run_dir.name)
-    assert result.returncode == 0 and "Resuming at epoch: 2, step: 4" in result.stdout
+    assert result.returncode == 0 and "Resuming at epoch: 2, step: 5" in result.stdout
     (run_dir / "latest").unlink()
     result = job.run("--resume_from_checkpoint")
     assert result.returncode != 0 and "Unable to find latest file" in result.stderr
@@ -362,7 +364,7 @@ def test_wandb_key_in_the_toml_lands_in_every_checkpoint(job):
     job.config.update(epochs=1)
     assert job.run().returncode == 0
     [run_dir] = job.run_dirs()
-    assert "toml-secret-456" in (run_dir / "step4" / "wan_lora.toml").read_text()
+    assert "toml-secret-456" in (run_dir / "epoch1" / "wan_lora.toml").read_text()
 
 
 def test_sigterm_stops_training(job):

@@ -446,7 +446,8 @@ class Trainer:
             step, epoch = int(state["step"]), int(state["epoch"])
             if step and step % steps_per_epoch == 0:
                 epoch += 1  # the checkpoint was taken right at an epoch end
-            print(f"Resuming training from checkpoint. Resuming at epoch: {epoch}, step: {step}")
+            # upstream prints the step it is about to run: client_state['step'] + 1
+            print(f"Resuming training from checkpoint. Resuming at epoch: {epoch}, step: {step + 1}")
         self.events = Events(self.run_dir)
         self.step = step
 
@@ -455,8 +456,6 @@ class Trainer:
             os._exit(128 + signum)
 
         signal.signal(signal.SIGTERM, on_sigterm)
-        if not resume:
-            print("Started new epoch: 1")
         if eval_sets and config["eval_before_first_step"] and not resume:
             self.evaluate(0)
 
@@ -465,10 +464,15 @@ class Trainer:
         eval_every_epochs, eval_every_steps = config["eval_every_n_epochs"], config["eval_every_n_steps"]
         ckpt_minutes = config.get("checkpoint_every_n_minutes")
         ckpt_epochs = config.get("checkpoint_every_n_epochs")
-        last_ckpt_time = time.time()
-        last_saved = last_ckpt = None
+        last_ckpt_time = None  # utils/saver.py: the minutes clock starts at the first step's check
         steps_per_print = int(config.get("steps_per_print", 1))
         epoch_losses = []
+        checkpointed = saved = False
+        final_name = None
+        # The loop follows upstream train.py@8f83dbf: step, process_epoch (epoch-end checkpoint/save, "Started new
+        # epoch"), train/loss, eval, epoch_loss — and at the end of the last epoch it stops there, before
+        # process_step, so the final save is `epoch{E}` — then process_step (signal files, stepN, minutes checkpoint),
+        # then max_steps. After the loop: the checkpoint and the model, unless that iteration just saved them.
         finished = epoch > epochs or (max_steps is not None and step >= int(max_steps))
         while not finished:
             t0 = time.time()
@@ -482,45 +486,67 @@ class Trainer:
             if step % steps_per_print == 0:
                 print(f"steps: {step} loss: {loss:.4f} iter time (s): {iter_time:.3f} "
                       f"samples/sec: {gbs / max(iter_time, 1e-6):.3f}", flush=True)
-            epoch_ended = step % steps_per_epoch == 0
-            if epoch_ended and save_every_epochs and epoch % int(save_every_epochs) == 0:
-                last_saved = self.save_model(f"epoch{epoch}", step)
+            # saver.process_epoch
+            checkpointed = saved = False
+            finished_epoch = step % steps_per_epoch == 0
+            new_epoch = epoch
+            if finished_epoch:
+                if ckpt_epochs and epoch % int(ckpt_epochs) == 0:
+                    self.save_checkpoint(step, epoch, step * gbs)
+                    last_ckpt_time = time.time()
+                    checkpointed = True
+                if save_every_epochs and epoch % int(save_every_epochs) == 0:
+                    self.save_model(f"epoch{epoch}", step)
+                    saved = True
+                new_epoch = epoch + 1 if epoch + 1 <= epochs else None
+                if new_epoch is not None:
+                    print(f"Started new epoch: {new_epoch}")
             if step % int(config["logging_steps"]) == 0:
                 self.events.scalar("train/loss", loss, x)
             if eval_sets and ((eval_every_steps and step % int(eval_every_steps) == 0) or (
-                    epoch_ended and eval_every_epochs and epoch % int(eval_every_epochs) == 0)):
+                    finished_epoch and eval_every_epochs and epoch % int(eval_every_epochs) == 0)):
                 self.evaluate(x)
-            if epoch_ended:
+            if finished_epoch:
                 self.events.scalar("train/epoch_loss", sum(epoch_losses) / len(epoch_losses), epoch)
                 epoch_losses = []
+                if new_epoch is None:
+                    final_name = f"epoch{epoch}"
+                    break
+                epoch = new_epoch
+            # saver.process_step
+            checkpointed = saved = False
+            quit_now = False
+            if (self.run_dir / "save").is_file():
+                want_manual = True
+                (self.run_dir / "save").unlink()
+            elif (self.run_dir / "save_quit").is_file():
+                want_manual = quit_now = True
+                (self.run_dir / "save_quit").unlink()
+            else:
+                want_manual = False
             if save_every_steps and step % int(save_every_steps) == 0:
-                last_saved = self.save_model(f"step{step}", step)
-            want_ckpt = (ckpt_minutes is not None and time.time() - last_ckpt_time > float(ckpt_minutes) * 60) or (
-                epoch_ended and ckpt_epochs and epoch % int(ckpt_epochs) == 0)
-            quit_now = (self.run_dir / "save_quit").exists()
-            if (self.run_dir / "save").exists() or quit_now:
-                want_ckpt = True
-                for name in ("save", "save_quit"):
-                    (self.run_dir / name).unlink(missing_ok=True)
-            if want_ckpt:
-                last_ckpt = self.save_checkpoint(step, epoch, step * gbs)
-                last_ckpt_time = time.time()
+                self.save_model(f"step{step}", step)
+                saved = True
+            want_minutes = False
+            if ckpt_minutes is not None:
+                if last_ckpt_time is None:
+                    last_ckpt_time = time.time()
+                elif (time.time() - last_ckpt_time) / 60 > float(ckpt_minutes):
+                    want_minutes, last_ckpt_time = True, time.time()
+            if want_minutes or want_manual:
+                self.save_checkpoint(step, epoch, step * gbs)
+                checkpointed = True
             if quit_now:
+                print("Manually quitting")
                 self.events.close()
                 return 0
             if max_steps is not None and step >= int(max_steps):
-                if last_saved != step:
-                    last_saved = self.save_model(f"step{step}", step)
+                final_name = f"step{step}"
                 break
-            if epoch_ended:
-                if epoch >= epochs:
-                    if last_saved != step:
-                        last_saved = self.save_model(f"epoch{epoch}", step)
-                    break
-                epoch += 1
-                print(f"Started new epoch: {epoch}")
-        if last_ckpt != step:
+        if not finished and not checkpointed:
             self.save_checkpoint(step, epoch, step * gbs)
+        if not finished and not saved:
+            self.save_model(final_name, step)
         self.events.close()
         print("TRAINING COMPLETE!", flush=True)
         return 0

@@ -5,13 +5,18 @@ failed), but the "model" is deterministic: it downloads the model snapshot the r
 HF_ENDPOINT / HF_HOME / HF_TOKEN apply) and describes each image by its size and dominant colour.
 Knobs: section "captioner" of the JSON at $PISTACHIO_STANDIN_SCENARIO (`fail_images`: file names or glob patterns
 whose batch fails in generate(); `seconds_per_image`).
+
+What it prints follows upstream batch-alpha2.py at 80dd589 (tests/upstream/README.md): progress and errors go through
+`logging` ("%(asctime)s %(levelname)s: %(message)s", on stderr), `Caption written to '<path>'` is printed on stdout
+only with --print-captioning-status, a failed generate() logs "Generation failed: …" and skips its batch, and an
+exception out of main() is logged as "An error occurred: …" with exit status 0.
 """
 
 import argparse
 import fnmatch
 import json
+import logging
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -133,18 +138,20 @@ def generate(batch, knobs):
 def main():
     from PIL import Image
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s: %(message)s")
     args = parse_arguments()
+    logging.info(f"Arguments: {args}")
     knobs = load_scenario()
     input_folder = Path(args.input_dir)
     output_folder = Path(args.output_dir) if args.output_dir else input_folder
     images = find_images(args, input_folder)
     if not images:
-        print("No images found.")
+        logging.warning(f"No images found in {images}.")
         return
-    print(f"Found {len(images)} images. Loading model {args.model} ...", flush=True)
+    logging.info(f"Total images found: {len(images)}")
+    logging.info("Overwrite option enabled; all images will be processed.")
     load_model(args.model)
     count = max(1, args.batch_processing_count)
-    done = 0
     for start in range(0, len(images), count):
         batch = []
         for path in images[start : start + count]:
@@ -153,36 +160,33 @@ def main():
                 image.load()
                 batch.append((path, image))
             except Exception as e:
-                print(f"Failed to load image {path}: {e}")
+                logging.error(f"Failed to load image '{path}': {e}")
         if not batch:
             continue
         try:
             captions = generate(batch, knobs)
         except Exception as e:
-            print(f"Generation failed: {e}")
+            logging.error(f"Generation failed: {e}")
             continue
         for (path, _), caption in zip(batch, captions, strict=True):
             text = args.prepend_string + caption + args.append_string
             if args.output_format == "json":
-                text = json.dumps({"caption": text})
+                text = json.dumps({"caption": text}, ensure_ascii=False, indent=2)
             target = output_path(path, input_folder, output_folder)
+            if args.print_captions:
+                print(f"Caption for '{path}': {text}")
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(text, encoding="utf-8")
-                done += 1
+                if args.print_captioning_status:
+                    print(f"Caption written to '{target}'", flush=True)
             except Exception as e:
-                print(f"Failed to save caption for {path}: {e}")
-                continue
-            if args.print_captions:
-                print(f"{path}: {text}")
-            if args.print_captioning_status:
-                print(f"Saved caption to {target}")
-        print(f"Captioned {done}/{len(images)} images", flush=True)
+                logging.error(f"Failed to write caption to '{target}': {e}")
+    logging.info("Captioning completed.")
 
 
 if __name__ == "__main__":
     try:
         main()
     except Exception as e:
-        print(f"An error occurred: {e}")
-    sys.exit(0)
+        logging.error(f"An error occurred: {e}")
