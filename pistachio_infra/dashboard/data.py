@@ -98,7 +98,7 @@ class DashboardData:
         spent = sum(pod_cost(p, t)[0] for p in store.pods(job_id=job["id"]))
         row = {"id": job["id"], "name": job["name"], "campaign": job["campaign"], "stage": current,
                "started": _when(job["created_at"]), "spent_usd": spent, "step": None, "total": None, "loss": None,
-               "eval_loss": None, "eta_s": None, "limit_usd": self._limit(job)}
+               "eval_loss": None, "eta_s": None, "limit": self._limit(job)}
         train = next((s for s in stages if s.stage == "train"), None)
         progress = self.progress(job) if train is not None else None
         if progress:

@@ -280,8 +280,10 @@ def _spent(ctx: RunContext) -> float:
     return ctx.session.cost_per_hr * max(0.0, time.time() - pod.created_at) / 3600
 
 
-def follow(ctx: RunContext, rendered: RenderedConfigs, run: str | None) -> tuple[Progress, str, int | None]:
-    """Follow the train job to its end; returns (progress, run dir name, exit code)."""
+def follow(ctx: RunContext, rendered: RenderedConfigs, run: str | None,
+           before: set[str] | None = None) -> tuple[Progress, str, int | None]:
+    """Follow the train job to its end; returns (progress, run dir name, exit code). `before`: the run folders
+    that existed before a fresh run was launched (the new one is the folder not among them)."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
     from rich.progress import Progress as Bar
 
@@ -295,7 +297,8 @@ def follow(ctx: RunContext, rendered: RenderedConfigs, run: str | None) -> tuple
     full = full_sync_needed(ctx)
     cadence = rendered.cadence
     progress = Progress(total=cadence.estimated_steps if cadence else 0)
-    before = _list_runs(ctx) if run is None else set()
+    if before is None:
+        before = _list_runs(ctx) if run is None else set()
     offset = 0
     last_sync = 0.0
     synced_saves = 0
@@ -366,6 +369,7 @@ def train(ctx: RunContext, rendered: RenderedConfigs) -> dict[str, Any]:
 
     run = _recorded_run(ctx)
     job = ctx.remote.job(TRAIN_JOB)
+    before = None
     if job is not None and job.running and run is not None:
         ctx.say(f"re-attaching to the training running on {ctx.pod_name} (run {run})")
         ctx.store.add_event(ctx.job_id, "train_reattach", {"pod": ctx.pod_name})
@@ -374,8 +378,10 @@ def train(ctx: RunContext, rendered: RenderedConfigs) -> dict[str, Any]:
     else:
         if job is not None and job.running:  # a trainer whose run dir we never recorded: start clean
             ctx.remote.kill_job(TRAIN_JOB)
+        # listed before the launch: a trainer quick to create its folder would otherwise hide it among them
+        before = _list_runs(ctx)
         run = _launch(ctx, rendered, run)  # None: a fresh run, whose folder follow() finds
-    progress, run, code = follow(ctx, rendered, run)
+    progress, run, code = follow(ctx, rendered, run, before if run is None else None)
     if code is None:
         _check_pod(ctx)
         raise TrainingError(f"the training on pod {ctx.pod_name} was killed (no exit code)",

@@ -3,7 +3,7 @@
 (function () {
   "use strict";
   var charts = {};
-  window.dashboard = { charts: charts, polls: 0 };
+  window.dashboard = { charts: charts, polls: 0, errors: 0 };
 
   function pageData() {
     var el = document.getElementById("page-data");
@@ -49,7 +49,7 @@
                 align(xs, chosenPts)];
     var opts = {
       title: "Train and eval loss", scales: { x: { time: false } },
-      axes: [{ label: "step" }, { label: "loss", size: 60 }],
+      axes: [{ label: "step", incrs: STEP_INCRS }, { label: "loss", size: 60 }],
       series: [
         { label: "step" },
         { label: "train loss", stroke: "#9aa7b1", width: 1, spanGaps: true, points: { show: false } },
@@ -82,6 +82,8 @@
     u.over.appendChild(m);
   }
 
+  var STEP_INCRS = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 10000, 20000, 50000];
+
   var PALETTE = ["#1f6fd1", "#d3245c", "#2f7d32", "#e07b00", "#7a3fb8", "#0f8f8f", "#8a6d00", "#555"];
 
   function characterChart(d) {
@@ -95,7 +97,7 @@
       data.push(align(xs, r.eval));
     });
     make("character-chart", { title: "Eval loss of every run", scales: { x: { time: false } },
-                              axes: [{ label: "step" }, { label: "eval loss", size: 60 }], series: series }, data);
+                              axes: [{ label: "step", incrs: STEP_INCRS }, { label: "eval loss", size: 60 }], series: series }, data);
   }
 
   function moneyChart(d) {
@@ -138,7 +140,7 @@
         window.dashboard.polls += 1;
         draw();
         if (msg.live) setTimeout(tick, every);
-      }).catch(function () { setTimeout(tick, every * 2); });
+      }).catch(function () { window.dashboard.errors += 1; setTimeout(tick, every * 2); });
     }
     setTimeout(tick, every);
   }
