@@ -17,9 +17,10 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS_SCREENSHOT = REPO / "docs" / "dashboard-job.png"
-# slow enough steps that the 2 s poll sees the step move at least twice; everything else stays fast
-SLOW_STEPS = {"standin": {"trainer": {"seconds_per_step": 2.0}}}
+# slow enough steps (6 of them) that the 2 s poll sees the step move on two pages; everything else stays fast
+SLOW_STEPS = {"standin": {"trainer": {"seconds_per_step": 3.0}}}
 STEP = "document.querySelector('.running-job .step') && document.querySelector('.running-job .step').dataset.step"
+JOB_STEP = STEP.replace(".running-job .step", "#live-progress .step")
 
 
 @pytest.fixture(autouse=True)
@@ -64,6 +65,13 @@ def test_dashboard_follows_the_demo_and_exports_the_same_pages(sandbox_factory, 
         assert "train" in row and "pip" in row
         pods = browser.find_element("id", "pods").text
         assert "a6000" in pods and "$0.49" in pods  # the pod the job rented, with its price
+        # the running job's own page follows the step too
+        browser.find_element("css selector", ".running-job a").click()
+        seen = int(wait_js(browser, JOB_STEP, 60, "the step on the job page", demo))
+        wait_js(browser, f"({JOB_STEP}) && Number({JOB_STEP}) > {seen}", 120, "the step to advance on the job page",
+                demo)
+        assert browser.execute_script("return window.dashboard.polls") > 0
+        browser.find_element("link text", "Now").click()
         out, _ = demo.communicate(timeout=240)
         assert demo.returncode == 0, out
     finally:

@@ -81,6 +81,6 @@ def test_now_and_money_show_pods_jobs_campaigns_and_cost_per_lora(state_with_a_c
     assert set(budget) == {5.0}
 
     job_page = httpx.get(f"{d.base}/job/{state_with_a_campaign['running']}", params={"token": d.token}, timeout=30)
-    assert job_page.status_code == 200 and "step 120/400" in job_page.text and f"data-poll=" in job_page.text
+    assert job_page.status_code == 200 and "step 120/400" in job_page.text and "data-poll=" in job_page.text
     finished = httpx.get(f"{d.base}/job/{state_with_a_campaign['done']}", params={"token": d.token}, timeout=30)
     assert finished.status_code == 200 and "data-poll=" not in finished.text  # a finished run does not poll
