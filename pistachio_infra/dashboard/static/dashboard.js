@@ -115,7 +115,10 @@
         data.push(xs.map(function () { return x.budget_usd; }));
       }
     });
-    make("money-chart", { title: "Spend over time", axes: [{}, { label: "USD", size: 70 }], series: series }, data);
+    make("money-chart", { title: "Spend over time", axes: [{}, { label: "USD", size: 80, values: function (u, vals) {
+      var top = Math.max.apply(null, vals.map(Math.abs));
+      return vals.map(function (v) { return "$" + v.toFixed(top >= 1 ? 2 : 4); });
+    } }], series: series }, data);
   }
 
   function draw() {
