@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "select": ("select", "select", "Choose the best checkpoint of a DiffusionPipe run by eval loss."),
     "campaign": ("campaign", "campaign", "Plan and run many LoRAs under one hard budget."),
     "cost": ("cost", "cost", "Estimated vs billed cost per job and campaign."),
+    "dashboard": ("dashboard", "dashboard", "A local web page: live pods, jobs, loss curves, datasets and money."),
     "env": ("env", "env", "Persistent infrastructure (model-cache volume, template) via Pulumi."),
     "lock": ("lock", "lock", "Write or check pistachio.lock: everything that makes an environment."),
     "rebuild": ("lock", "rebuild", "Bootstrap a pod exactly as pistachio.lock says, and verify it."),

@@ -14,6 +14,9 @@ command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
+# headless Chromium + its chromedriver: the dashboard tests drive a real browser (tests/dashboard)
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing system packages: ${need_apt[*]}"
   $SUDO apt-get update -qq

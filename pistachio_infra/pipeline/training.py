@@ -16,6 +16,7 @@ preempted run continues on a new pod from its last checkpoint instead of step 0.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import re
@@ -272,6 +273,25 @@ def _estimate(ctx: RunContext, progress: Progress, started: float, first_step: i
     ctx.store.add_event(ctx.job_id, Event.ESTIMATE, {"usd": usd, "seconds_per_step": per_step})
 
 
+PROGRESS_FILE = "progress.json"  # in the job's work dir: what `dashboard` shows of a running training
+
+
+def _write_progress(ctx: RunContext, progress: Progress, run: str | None, started: float,
+                    first_step: int | None) -> None:
+    """Step, total, losses and pace as one small JSON file (replaced atomically) for readers in other processes."""
+    per_step = None
+    if first_step is not None and progress.step > first_step:
+        per_step = (time.monotonic() - started) / (progress.step - first_step)
+    state = {"step": progress.step, "total": progress.total, "epoch": progress.epoch,
+             "loss": progress.loss if progress.loss is not None and math.isfinite(progress.loss) else None,
+             "eval_loss": progress.eval_loss, "seconds_per_step": per_step, "run": run, "updated_at": time.time()}
+    path = ctx.work_dir / PROGRESS_FILE
+    tmp = path.with_suffix(".tmp")
+    with contextlib.suppress(OSError):
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, path)
+
+
 def _spent(ctx: RunContext) -> float:
     pod = ctx.store.pod(ctx.session.name)
     if pod is None:
@@ -346,6 +366,7 @@ def follow(
                 progress.total = progress.step
             if first_step is not None:
                 _estimate(ctx, progress, started, first_step)
+            _write_progress(ctx, progress, run, started, first_step)
             bar.update(
                 task, completed=progress.step, total=progress.total or None, epoch=progress.epoch,
                 loss=fmt.format(progress.loss) if progress.loss is not None and math.isfinite(progress.loss) else "—",
