@@ -17,9 +17,9 @@ from typing import Any
 
 from ..campaign.ledger import pod_cost
 from ..campaign.records import CampaignRecords
-from ..layout import EVAL_NAME
 from ..paths import state_dir
-from ..pipeline.stages import STAGES
+from ..pipeline.table import TABLE
+from ..pods.layout import EVAL_NAME
 from ..state import PodRecord, Store
 
 MAX_TRAIN_POINTS = 2000  # train loss is logged every step: thin it out for the browser
@@ -211,7 +211,7 @@ class DashboardData:
         if not run_dir.is_dir():
             return None
         from ..errors import PistachioError
-        from ..tbevents import TRAIN_LOSS, read_scalars
+        from ..selection.tbevents import TRAIN_LOSS, read_scalars
 
         try:
             scalars = read_scalars(run_dir)
@@ -230,7 +230,7 @@ class DashboardData:
             "smoothed": [], "checkpoints": [],
         }
         if saved is not None and evals:
-            from ..selection import select_checkpoint
+            from ..selection.choose import select_checkpoint
 
             try:
                 sel = select_checkpoint(run_dir, eval_name=EVAL_NAME, saved_folders=saved)
@@ -252,7 +252,7 @@ class DashboardData:
 
     def _dataset(self, job: dict[str, Any], run_folder: Path | None, results: dict[str, dict]) -> dict[str, Any]:
         """Each image with its caption, its side of the split and what was flagged about it."""
-        from ..dataset import image_files
+        from ..dataset.scan import image_files
 
         spec_job = job["spec"].get("job") or {}
         folder = Path(spec_job["dataset"]) if spec_job.get("dataset") else None
@@ -291,7 +291,7 @@ class DashboardData:
         folder = (job or {}).get("spec", {}).get("job", {}).get("dataset")
         if not folder or not Path(folder).is_dir():
             return None
-        from ..dataset import image_files
+        from ..dataset.scan import image_files
 
         return next((p for p in image_files(Path(folder)) if p.name == name), None)
 
@@ -388,7 +388,7 @@ def _settings(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _stage_rows(stages: list[Any]) -> list[dict[str, Any]]:
-    order = {name: i for i, name in enumerate(STAGES)}
+    order = {row.name: i for i, row in enumerate(TABLE)}
     rows = []
     for s in sorted(stages, key=lambda s: (order.get(s.stage, len(order)), s.started_at)):
         end = s.finished_at
@@ -403,7 +403,7 @@ _FLAG_CACHE: dict[tuple[str, float, str], dict[str, list[str]]] = {}
 def _preflight_flags(folder: Path, trigger: str) -> dict[str, list[str]]:
     """Per image, the warnings the dataset check gives about it (small, huge, odd aspect, duplicate, GIF).
     Cached by the folder's mtime: decoding every image on every poll would be wasteful."""
-    from ..dataset import scan_dataset
+    from ..dataset.scan import scan_dataset
 
     key = (str(folder), folder.stat().st_mtime, trigger)
     if key not in _FLAG_CACHE:

@@ -329,7 +329,7 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
         where = done.installed if done else None
         store.finish_job(job_id, "failed", {"error": str(ctx.stuck)[:500], "lora": where})
         raise PistachioError(f"the LoRA is installed ({where}), but {ctx.stuck.cause}",
-                             f"{ctx.stuck.fix}; then rerun the same command to finish the run") from None
+                             f"{ctx.stuck.fix}; then rerun the same command to finish the report") from None
     chosen, harvested = stages.get(SelectDone), stages.get(HarvestDone)
     installed, report = stages.get(InstallDone), stages.get(ReportDone)
     assert chosen and harvested and installed and report, "the table has select, harvest, install and report"
@@ -368,6 +368,8 @@ def _walk(ctx: RunContext) -> None:
     rows only while the training is ahead); `teardown` ends it."""
     stages = ctx.stages
     for row in TABLE:
+        if ctx.stuck is not None and row.name != "install":
+            continue  # a pod still bills: install the LoRA now, and report once `down` has ended the bill
         if row.name == "provision":
             if _pod_needed(ctx):
                 _on_pod(ctx, row)

@@ -325,8 +325,13 @@ class PodHost:
             raise PodStartError(f"pod {pod_id}: sshd did not answer on 127.0.0.1:{ssh_port} within {timeout}s\n{tail}")
 
     def _host_tmp_paths(self, workspace: Path) -> str:
-        """The sandbox's folders under the host's /tmp that the pod must still see under its private /tmp."""
+        """Folders under the host's /tmp that the pod must still see under its private /tmp: the sandbox's own, and
+        every folder there when the pod starts (what a container is given: the stand-in repos and packs that the
+        sandbox serves as file:// URLs live there). What the pod writes beside them stays its own."""
         paths = {str(Path(p).resolve()) for p in (self.root, self.image.root, workspace)}
+        with contextlib.suppress(OSError):
+            paths |= {str(p) for p in Path("/tmp").iterdir()
+                      if p.is_dir() and not p.is_symlink() and not set(p.name) & set(":*?[]\\")}
         return ":".join(sorted(p for p in paths if p.startswith("/tmp/"))) or ":"
 
     @staticmethod

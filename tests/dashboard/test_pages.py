@@ -61,7 +61,7 @@ def state_with_a_campaign(tmp_path, monkeypatch):
 def _finished_run(store, home, curve) -> int:  # type: ignore[no-untyped-def]
     """A finished run of `bob` whose TensorBoard mirror (real event files) and selection are recorded the way the
     pipeline records them."""
-    from pistachio_infra.selection import select_checkpoint
+    from pistachio_infra.selection.choose import select_checkpoint
 
     job_id = store.create_job("bob", cloud="sandbox", spec={"job": {"character": "Bob", "epochs": job_epochs(curve)}})
     run_dir = write_run(home / "work" / f"bob-{job_id}" / "run" / "20260101_00-00-00", curve, eval_name="eval")

@@ -410,7 +410,7 @@ def test_whole_path_inside_a_pod(job, repos, pod_image, tmp_path):
         assert time.monotonic() - t0 < 120
         assert (tmp_path / "ws" / "diffusion-pipe" / "submodules" / "ComfyUI" / "comfy").is_dir()
         [run_dir] = job.run_dirs()
-        assert (run_dir / "step4" / "adapter_model.safetensors").is_file()
+        assert (run_dir / "epoch1" / "adapter_model.safetensors").is_file()  # one epoch: its last save is epochE
     finally:
         host.stop("podtrain")
     assert host.processes("podtrain") == []
