@@ -105,7 +105,7 @@ if [ -n "$4" ] && [ -d /mnt ] && mount --rbind /tmp /mnt 2>/dev/null; then
     IFS=:
     for keep in $4; do
       [ -n "$keep" ] || continue
-      mkdir -p "$keep" && mount --rbind "/mnt${keep#/tmp}" "$keep"
+      mkdir -p "$keep" 2>/dev/null && mount --rbind "/mnt${keep#/tmp}" "$keep" 2>/dev/null || true  # gone since listed
     done
     unset IFS
   fi
