@@ -83,19 +83,30 @@ def cli(sandbox: bool) -> None:
 
 
 def main() -> None:
+    from .errors import EXIT_INTERRUPTED, EXIT_USAGE
+
     try:
         cli.main(standalone_mode=False)
     except PistachioError as exc:
-        click.secho(f"error: {exc.one_line()}", fg="red", err=True)
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+        _error(f"error: {exc.one_line()}")
+        sys.exit(type(exc).exit_code)  # the class's code: a RemoteCommandError's own exit_code is the pod's
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("Aborted.", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.UsageError as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+
+
+def _error(line: str) -> None:
+    """Red on a terminal; plain when NO_COLOR is set (https://no-color.org) or stderr is piped."""
+    color = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+    click.secho(line, fg="red" if color else None, err=True, color=color)
 
 
 if __name__ == "__main__":

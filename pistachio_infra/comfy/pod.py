@@ -91,7 +91,7 @@ def precheck(workflow: str, loras: list[Path], cloud: Any, *, yes: bool = False)
     if not plan.complete:
         raise ConfigError(
             f"{workflow} cannot be fully resolved: {', '.join(_problems(plan))}",
-            f"see `pistachio-infra comfy resolve {workflow} --comfy-dir .` (choose with --choose or --yes, set "
+            f"see `pistachio-infra comfy resolve {workflow} --comfy-dir .` (choose with --choose or --best, set "
             "HF_TOKEN for gated models), or start without --workflow",
         )
     return plan

@@ -21,9 +21,9 @@ def campaign() -> None:
 
 
 def _console() -> Any:
-    from rich.console import Console
+    from ..console import make_console
 
-    return Console(highlight=False, soft_wrap=True)
+    return make_console()
 
 
 def _setup(file: Path) -> tuple[Any, Any, Any, str]:
@@ -85,13 +85,15 @@ def plan_cmd(file: Path, timings: str | None) -> None:
 @campaign.command("run")
 @click.argument("file", type=click.Path(path_type=Path, exists=True))
 @click.option("--replan", is_flag=True, help="Plan the unfinished jobs again (live prices) instead of resuming.")
-def run_cmd(file: Path, replan: bool) -> None:
+@click.option("-y", "--yes", is_flag=True, help="Rent without asking (the plan and estimate are still printed).")
+def run_cmd(file: Path, replan: bool, yes: bool) -> None:
     """Run FILE's campaign: concurrent jobs, each on its planned GPU, never past the budget. Run again to resume."""
     from filelock import FileLock, Timeout
 
     from ..campaign.executor import Executor, plan_records
     from ..campaign.planning import refuse_unless_fits
     from ..campaign.records import CampaignRecords
+    from ..confirm import ask
     from ..errors import PistachioError
     from ..money import usd
     from ..paths import state_dir
@@ -115,12 +117,15 @@ def run_cmd(file: Path, replan: bool) -> None:
         done = {r["job"] for r in records.jobs(c.name, cloud_name) if r["status"] == "done"}
         if stored is not None and stored["fingerprint"] == c.fingerprint and not replan:
             console.print(f"campaign [bold]{c.name}[/bold]: resuming ({len(done)} of {len(c.jobs)} jobs done)")
+            ask([f"  the remaining {len(c.jobs) - len(done)} job(s) rent GPUs within the budget "
+                 f"{usd(c.settings.budget_usd)}"], yes=yes, command="campaign run", echo=console.print)
         else:
             spent_usd = _campaign_spent(store, c.name, cloud_name)
             todo = [j.name for j in c.jobs if j.name not in done]
             ctx = _plan(c, cloud, cloud_name, store, spent_usd=spent_usd, jobs=todo)
             _show_plan(console, ctx)
             refuse_unless_fits(ctx)
+            ask([], yes=yes, command="campaign run", question=f"Run these {len(todo)} job(s)?")
             records.save_plan(c.name, cloud_name, fingerprint=c.fingerprint, source=str(c.path),
                               budget_usd=c.settings.budget_usd, plan=plan_records(ctx))
         t0 = time.monotonic()

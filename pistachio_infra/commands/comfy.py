@@ -9,9 +9,9 @@ import click
 
 
 def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
+    from ..console import make_console
 
-    return Console(highlight=False, stderr=stderr, width=None if sys.stdout.isatty() else 200)
+    return make_console(stderr=stderr)
 
 
 def _size(n: int | None, approx: bool = False) -> str:
@@ -116,7 +116,7 @@ def _print_plan(plan: Any, console: Any) -> None:
         for c in m.res.candidates if m.status == "ambiguous" else []:
             console.print(f"            [dim]candidate {c.repo}/{c.path} {_size(c.size)}[/dim]")
         if m.status == "ambiguous":
-            console.print(f"            [dim]--choose '{m.res.ref.name}=REPO/PATH' or --yes for the first[/dim]")
+            console.print(f"            [dim]--choose '{m.res.ref.name}=REPO/PATH' or --best for the first[/dim]")
         if m.note:
             console.print(f"            [dim]{m.note}[/dim]")
     unknown = f" + {plan.unknown_sizes} of unknown size" if plan.unknown_sizes else ""
@@ -139,7 +139,8 @@ def comfy() -> None:
 @click.option("--pod", help="A pod (name or id) whose ComfyUI to check and install into.")
 @click.option("--install", is_flag=True, help="Install the missing node packs and download the missing models.")
 @click.option(
-    "--yes", "-y", is_flag=True, help="When several packs or hub files fit, take the best-ranked one instead of asking."
+    "--best", "yes", is_flag=True,
+    help="When several packs or hub files fit, take the best-ranked one instead of asking.",
 )
 @click.option(
     "--choose",

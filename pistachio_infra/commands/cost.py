@@ -14,14 +14,14 @@ import click
 @click.option("--offline", is_flag=True, help="Do not ask the cloud's billing report; use our own pod-second count.")
 def cost(campaign_name: str | None, csv_path: Path | None, offline: bool) -> None:
     """Estimated vs billed cost per job (every pod-second billed, attributed to its job) and totals."""
-    from rich.console import Console
     from rich.table import Table
 
     from ..campaign.ledger import cost_rows, sync, write_csv
     from ..campaign.records import CampaignRecords
+    from ..console import make_console
     from ..state import Store
 
-    console = Console(highlight=False)
+    console = make_console()
     store, records = Store(), CampaignRecords()
     try:
         if not offline:

@@ -23,12 +23,11 @@ def dataset() -> None:
 )
 def check(folder: Path, trigger: str | None, seed: int, eval_fraction: float, manifest_path: Path | None) -> None:
     """Decode every image, check formats, count, sizes, duplicates, captions and the trigger word; show the split."""
-    from rich.console import Console
-
+    from ..console import make_console
     from ..dataset.scan import raise_if_refused, scan_dataset
 
     report = scan_dataset(folder, trigger=trigger, seed=seed, eval_fraction=eval_fraction)
-    console = Console(highlight=False, soft_wrap=True)
+    console = make_console()
     console.print(
         f"{report.folder}: {len(report.usable)} usable image(s), {len(report.captioned)} captioned, "
         f"{len(report.to_caption)} to caption"

@@ -33,8 +33,7 @@ def demo(images: int, epochs: int, keep_sandbox: bool, restart: bool) -> None:
 
     Uses its own state folder (<state dir>/demo, or $PISTACHIO_HOME when set), so it never touches real pods.
     """
-    from rich.console import Console
-
+    from ..console import make_console
     from ..paths import state_dir
 
     if not os.environ.get("PISTACHIO_HOME"):
@@ -45,9 +44,9 @@ def demo(images: int, epochs: int, keep_sandbox: bool, restart: bool) -> None:
     from ..dataset.demo import generate_dataset
     from ..pipeline.driver import TrainRequest, run_training
     from ..sandbox import control
-    from .train import show_result
+    from .train import confirm_with, show_result
 
-    console = Console(highlight=False)
+    console = make_console()
     t0 = time.monotonic()
     home = state_dir()
     was_running = control.status() is not None
@@ -66,8 +65,11 @@ def demo(images: int, epochs: int, keep_sandbox: bool, restart: bool) -> None:
     toml.write_text(DEMO_TOML.format(epochs=epochs))
     project = load_project(toml)
     try:
+        # the demo rents only sandbox pods ($0): the plan is shown, the question is implied
         result = run_training(TrainRequest(job=project.job("pip"), project=project, base_dir=project_dir,
-                                           restart=restart), console)
+                                           restart=restart,
+                                           confirm=confirm_with(console, project.job("pip"), 12.0, yes=True,
+                                                                command="demo")), console)
     finally:
         if not keep_sandbox and not was_running:
             control.stop()

@@ -81,10 +81,10 @@ def gpu_rows(classes: list[GpuClass], quotes: dict[str, PriceQuote]) -> list[lis
 @click.option("--live", is_flag=True, help="Current RunPod prices and stock instead of the catalog's hints.")
 def gpus(live: bool) -> None:
     """List GPU classes with VRAM, training profile and price."""
-    from rich.console import Console
     from rich.table import Table
 
     from ..catalog import gpu_classes
+    from ..console import make_console
 
     classes = list(gpu_classes().values())
     source: PriceSource = live_price_source() if live else hint_prices
@@ -97,4 +97,4 @@ def gpus(live: bool) -> None:
         table.add_column("stock")
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    make_console().print(table)

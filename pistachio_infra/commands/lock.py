@@ -17,11 +17,10 @@ LOCK_WATCHDOG_HOURS = 1.0  # a pod rented only to read its package set
 
 
 def _console() -> Any:
-    import sys
 
-    from rich.console import Console
+    from ..console import make_console
 
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    return make_console()
 
 
 def _use_sandbox(sandbox: bool) -> None:

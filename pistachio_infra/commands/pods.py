@@ -17,12 +17,11 @@ if TYPE_CHECKING:
 
 
 def _console() -> Any:
-    import sys
 
-    from rich.console import Console
+    from ..console import make_console
 
     # piped (scripts, logs): no wrapping at 80 columns, so names and ids stay whole and greppable
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    return make_console()
 
 
 def _clock(epoch: float) -> str:
@@ -93,7 +92,8 @@ def _cloud_name(cloud: Cloud) -> str:
     help="--role comfyui: the project whose harvested LoRAs to copy (default: ./pistachio.toml when present).",
 )
 @click.option("--no-loras", is_flag=True, help="--role comfyui: do not copy harvested LoRAs.")
-@click.option("--yes", "-y", is_flag=True, help="--role comfyui: take the best-ranked hub file when several fit.")
+@click.option("--best", is_flag=True, help="--role comfyui: take the best-ranked hub file when several fit.")
+@click.option("-y", "--yes", is_flag=True, help="Rent without asking (the plan and estimate are still printed).")
 def up(
     gpu: str,
     gpu_fallback: tuple[str, ...],
@@ -109,6 +109,7 @@ def up(
     workflow: str | None,
     project_path: Path | None,
     no_loras: bool,
+    best: bool,
     yes: bool,
 ) -> None:
     """Rent a ready pod: SSH, DiffusionPipe, JoyCaption and model files (or, with --role comfyui, a running
@@ -162,7 +163,13 @@ def up(
     if comfyui and workflow:
         from ..comfy.pod import precheck
 
-        precheck(workflow, loras, cloud, yes=yes)
+        precheck(workflow, loras, cloud, yes=best)
+    from ..confirm import ask, up_plan
+
+    plan = up_plan(api, classes, data_centers=data_centers, volume_dc=volume_dc if volume_id else None,
+                   max_hours=max_hours, label=label or ("comfyui" if comfyui else "interactive"), store=store,
+                   cloud_name=_cloud_name(cloud))
+    ask(plan.lines(), yes=yes, command="up", echo=lambda line: console.print(line, markup=False))
     spec = PodSpec(
         purpose="up",
         label=label or ("comfyui" if comfyui else "interactive"),
@@ -193,7 +200,7 @@ def up(
                 session,
                 workflow=workflow,
                 loras=loras,
-                yes=yes,
+                yes=best,
                 say=lambda msg: console.print(f"  [dim]•[/dim] {msg}"),
                 bootstrap_output=_bootstrap_line(console),
             )
@@ -500,7 +507,7 @@ def down(pod: str | None, everything: bool) -> None:
 
 
 @click.command()
-@click.option("--yes", is_flag=True, help="Terminate without asking (for scripts).")
+@click.option("-y", "--yes", is_flag=True, help="Terminate without asking (for scripts).")
 def reap(yes: bool) -> None:
     """Find our pods (by name prefix) that no live job is using, and terminate them after confirmation."""
     from ..pipeline.driver import client_running

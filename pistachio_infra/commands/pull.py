@@ -14,17 +14,16 @@ import click
               help="pistachio.toml to read (default: ./pistachio.toml).")
 def pull(job: str, project_path: Path | None) -> None:
     """Install JOB's published LoRA (from <hf_namespace>/<job>-lora) into ComfyUI and write its report locally."""
-    from rich.console import Console
-
     from ..comfy.loras import install_lora
     from ..config.project import find_project, resolve_job
+    from ..console import make_console
     from ..credentials import get_secret
     from ..endpoints import resolve_cloud
     from ..errors import ConfigError
     from ..pipeline.publish import pull as download
     from ..pipeline.publish import repo_id_for
 
-    console = Console(highlight=False)
+    console = make_console()
     project = find_project(project_path)
     spec = resolve_job(project, job)
     namespace = project.project.hf_namespace if project is not None else None

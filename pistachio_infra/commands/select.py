@@ -25,13 +25,13 @@ def select(run_dir: Path, eval_name: str | None, tolerance: float, plot_path: Pa
     Prints the table of eval losses, the chosen step and the verdict (converged, undertrained, overtrained), and
     writes the loss plot.
     """
-    from rich.console import Console
     from rich.table import Table
 
+    from ..console import make_console
     from ..selection.choose import plot_selection, select_checkpoint
 
     sel = select_checkpoint(run_dir, eval_name=eval_name, tolerance=tolerance)
-    console = Console(highlight=False)
+    console = make_console()
     table = Table(title=f"{sel.eval_name}/loss by step", title_justify="left")
     table.add_column("step", justify="right")
     table.add_column("eval loss", justify="right")

@@ -114,13 +114,12 @@ def run_checks(sandbox: bool) -> list[Check]:
 @click.command()
 def doctor() -> None:
     """Check credentials, SSH key and tools; say how to fix what is missing. Never prints a secret."""
-    from rich.console import Console
-
+    from ..console import make_console
     from ..endpoints import sandbox_enabled
 
     sandbox = sandbox_enabled()
     checks = run_checks(sandbox)
-    console = Console(highlight=False, soft_wrap=True)
+    console = make_console()
     console.print(f"pistachio-infra doctor ({'sandbox' if sandbox else 'RunPod'})")
     width = max(len(c.name) for c in checks)
     for c in checks:

@@ -23,8 +23,9 @@ import click
 @click.option("--allow-drift", is_flag=True,
               help="Train even when the pod cannot be made exactly as the project's pistachio.lock (noted in the "
                    "report).")
+@click.option("-y", "--yes", is_flag=True, help="Rent without asking (the plan and estimate are still printed).")
 def train(job: str, project_path: Path | None, restart: bool, recaption: bool, gpu: str | None, max_hours: float,
-          volume: bool | None, allow_drift: bool) -> None:
+          volume: bool | None, allow_drift: bool, yes: bool) -> None:
     """Train JOB (a job in pistachio.toml, a job TOML or a dataset folder) and install its LoRA.
 
     \b
@@ -46,14 +47,27 @@ def train(job: str, project_path: Path | None, restart: bool, recaption: bool, g
                            recaption=recaption or spec.recaption, gpu=classes, max_hours=max_hours, volume=volume,
                            allow_drift=allow_drift)
     console = _console()
+    request.confirm = confirm_with(console, spec, max_hours, yes=yes, command=f"train {job}")
     result = run_training(request, console)
     show_result(console, result)
 
 
 def _console() -> Any:
-    from rich.console import Console
+    from ..console import make_console
 
-    return Console(highlight=False, stderr=False)
+    return make_console()
+
+
+def confirm_with(console: Any, spec: Any, max_hours: float, *, yes: bool, command: str) -> Any:
+    """The driver's confirm hook: print the plan (GPU, data center, $/h, duration, $ range, limit) and ask."""
+
+    def confirm(classes: tuple[str, ...], cloud: Any, store: Any) -> None:
+        from ..confirm import ask, train_plan
+
+        plan = train_plan(spec, classes, cloud, store, max_hours=max_hours)
+        ask(plan.lines(), yes=yes, command=command, echo=lambda line: console.print(line, markup=False))
+
+    return confirm
 
 
 def show_result(console: Any, result: Any) -> None:

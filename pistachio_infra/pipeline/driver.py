@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.project import Job, Project
-from ..errors import ConfigError, PistachioError
+from ..errors import CloudError, ConfigError, PistachioError
 from ..state import Store
 from .context import PodRequest, RunContext
 from .results import Event, HarvestDone, InstallDone, ReportDone, SelectDone
@@ -54,6 +54,9 @@ class TrainRequest:
     network_volume: tuple[str, str] | None = None  # (volume id, data center): this one instead of the env stack's
     campaign: str | None = None  # the campaign this run belongs to (its runs resume separately from `train`)
     allow_drift: bool = False  # train even when the pod cannot be made exactly as the project's pistachio.lock
+    # called after preflight, before anything is rented, with (classes, cloud, store); raises to rent nothing
+    # (commands/train.py: print the plan and ask, confirm.py)
+    confirm: Callable[[tuple[str, ...], Any, Store], None] | None = None
 
 
 @dataclass
@@ -292,6 +295,8 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
     t0 = time.time()
     console.print(f"[bold]{req.job.name}[/bold]: preflight", highlight=False)
     dataset, cloud, classes, fingerprint = preflight(req)
+    if req.confirm is not None:
+        req.confirm(classes, cloud, store)
     job_id, spec = _open_run(req, store, cloud, fingerprint, console)
     stages = Stages(store, job_id, lambda m: console.print(f"  {m}", highlight=False, soft_wrap=True))
     ctx = RunContext(
@@ -356,7 +361,7 @@ def _drive(ctx: RunContext) -> None:
             lost += 1
             ctx.store.add_event(ctx.job_id, Event.POD_LOST, {"why": str(exc)})
             if lost > MAX_LOST_PODS:
-                raise PistachioError(f"{lost} pods were lost during this run (last: {exc})",
+                raise CloudError(f"{lost} pods were lost during this run (last: {exc})",
                                      "use an on-demand pod (interruptible = false) or retry later") from None
             ctx.note(f"{exc}: renting a new pod and resuming")
         finally:

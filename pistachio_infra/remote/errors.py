@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..errors import PistachioError
+from ..errors import CloudError, PistachioError
 
 
-class SshNotReadyError(PistachioError):
+class SshNotReadyError(CloudError):
     """The pod's sshd did not accept a session before the deadline."""
 
 
@@ -13,7 +13,7 @@ class HostKeyMismatchError(PistachioError):
     """The pod offered a host key other than the one pinned on first connect. Never retried, never accepted."""
 
 
-class SshConnectionLostError(PistachioError):
+class SshConnectionLostError(CloudError):
     """The SSH connection dropped while a command or transfer was in flight."""
 
 

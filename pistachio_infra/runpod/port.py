@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from ..errors import PistachioError
+from ..errors import CloudError
 
 
 class PodStatus(StrEnum):
@@ -112,7 +112,7 @@ class Template(BaseModel):
 # --- errors ---------------------------------------------------------------------------------------------
 
 
-class RunPodApiError(PistachioError):
+class RunPodApiError(CloudError):
     """An error answered by (or on the way to) the RunPod API."""
 
     def __init__(self, cause: str, fix: str | None = None, status: int | None = None) -> None:

@@ -102,7 +102,7 @@ def test_install_into_a_sandbox_pod_then_nothing_to_do(pod, sandbox, static_serv
         assert "StandinSampler" not in stats("/object_info")
 
         env = {"PISTACHIO_COMFY_DB_URL": f"{db.url}/db"}
-        first = cli("comfy", "resolve", str(workflow), "--pod", name, "--install", "--yes", env=env)
+        first = cli("comfy", "resolve", str(workflow), "--pod", name, "--install", "--best", env=env)
         out = first.stdout + first.stderr
         assert first.returncode == 0, out
         assert "ComfyUI restarted" in out and "2 node pack(s) installed, 7 model(s) downloaded" in out
@@ -131,7 +131,7 @@ def test_install_into_a_sandbox_pod_then_nothing_to_do(pod, sandbox, static_serv
 
         downloads = [r for r in request_log(sandbox.home / "hf") if r["method"] == "GET" and "/resolve/" in r["path"]]
         assert len(downloads) >= 7
-        second = cli("comfy", "resolve", str(workflow), "--pod", name, "--install", "--yes", env=env)
+        second = cli("comfy", "resolve", str(workflow), "--pod", name, "--install", "--best", env=env)
         out2 = second.stdout + second.stderr
         assert second.returncode == 0, out2
         assert "everything the workflow needs is present" in out2 and "nothing to install" in out2
