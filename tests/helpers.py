@@ -68,3 +68,14 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+RENTING = (("train",), ("up",), ("campaign", "run"))
+
+
+def confirmed(args: tuple[str, ...] | list[str]) -> list[str]:
+    """`args` with `--yes` added when the command rents (train, up, campaign run): the tests run without a terminal,
+    where those commands refuse to rent unless told yes (tests/test_people_first.py covers the question itself)."""
+    words = [a for a in args if a != "--sandbox"]
+    rents = any(tuple(words[:len(r)]) == r for r in RENTING)
+    return [*args, "--yes"] if rents and not {"--help", "-h", "--yes", "-y"} & set(args) else list(args)

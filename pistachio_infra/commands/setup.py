@@ -47,6 +47,7 @@ class Check:
     required: bool
     detail: str  # what was found (never a secret's value)
     fix: str = ""
+    source: str = ""  # credentials: where the value came from (environment, credentials file, an existing login)
 
 
 def _which(program: str, *extra_dirs: str) -> str | None:
@@ -61,17 +62,15 @@ def _which(program: str, *extra_dirs: str) -> str | None:
 
 
 def _secret_check(name: str, required: bool) -> Check:
-    from ..credentials import HOW_TO_GET, _file_secrets
+    from ..credentials import HOW_TO_GET, find_secret
     from ..errors import CredentialsError
 
-    if os.environ.get(name):
-        return Check(name, True, required, "set (environment)")
     try:
-        in_file = name in _file_secrets()
+        value, source = find_secret(name)
     except CredentialsError as exc:
         return Check(name, False, required, exc.cause, exc.fix or "")
-    if in_file:
-        return Check(name, True, required, "set (credentials file)")
+    if value:
+        return Check(name, True, required, f"set ({source})", source=source)
     return Check(name, False, required, "not set", HOW_TO_GET.get(name, f"export {name}=..."))
 
 
@@ -106,19 +105,43 @@ def run_checks(sandbox: bool) -> list[Check]:
             "sshd", sandbox, "the sandbox's pods are local sshd servers", f"{apt} openssh-server",
             "/usr/sbin", "/usr/local/sbin",
         ),
-        _tool_check("rsync", False, "faster re-uploads", f"{apt} rsync"),
-        _tool_check("pulumi", False, "only for `pistachio-infra env`", "run scripts/build_pulumi.sh (or pulumi.com)"),
+        _pulumi_check(),
     ]
 
 
+def _pulumi_check() -> Check:
+    """The Pulumi CLI where `env` finds it: PISTACHIO_PULUMI_ROOT, PATH, or scripts/build_pulumi.sh's cache."""
+    from ..errors import MissingToolError
+    from ..stacks.automation import pulumi_root
+
+    try:
+        root = pulumi_root()
+    except MissingToolError as exc:
+        return Check("pulumi", False, False, "not found (only for `pistachio-infra env`)", exc.fix or "")
+    found = str(root / "bin" / "pulumi") if root else shutil.which("pulumi")
+    return Check("pulumi", True, False, found or "on PATH")
+
+
 @click.command()
-def doctor() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON (nothing else on stdout).")
+def doctor(as_json: bool) -> None:
     """Check credentials, SSH key and tools; say how to fix what is missing. Never prints a secret."""
     from ..console import make_console
     from ..endpoints import sandbox_enabled
+    from ..errors import EXIT_CONFIG
 
     sandbox = sandbox_enabled()
     checks = run_checks(sandbox)
+    missing = [c.name for c in checks if c.required and not c.ok]
+    if as_json:
+        import dataclasses
+        import json
+
+        click.echo(json.dumps({"cloud": "sandbox" if sandbox else "runpod", "ready": not missing,
+                               "checks": [dataclasses.asdict(c) for c in checks]}, indent=2))
+        if missing:
+            raise SystemExit(EXIT_CONFIG)
+        return
     console = make_console()
     console.print(f"pistachio-infra doctor ({'sandbox' if sandbox else 'RunPod'})")
     width = max(len(c.name) for c in checks)
@@ -126,8 +149,7 @@ def doctor() -> None:
         status = "[green]ok      [/]" if c.ok else ("[red]missing [/]" if c.required else "[yellow]optional[/]")
         line = f"{status} {c.name:<{width}}  {c.detail}"
         console.print(line + (f" — {c.fix}" if c.fix else ""), soft_wrap=True)
-    missing = [c.name for c in checks if c.required and not c.ok]
     if missing:
         console.print(f"[red]required and missing:[/] {', '.join(missing)}")
-        raise SystemExit(1)
+        raise SystemExit(EXIT_CONFIG)
     console.print("[green]ready[/]")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import CLI, PIPELINE_FAST_ENV, live_pods, wait_until
+from helpers import CLI, PIPELINE_FAST_ENV, confirmed, live_pods, wait_until
 
 __all__ = ["cli", "live_pods", "max_overlap", "pods_by_job", "start_cli", "wait_until", "write_campaign"]
 
@@ -48,12 +48,13 @@ def write_campaign(root: Path, *, jobs: int = 4, budget: float = 5.0, images: in
 
 
 def cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([CLI, "--sandbox", *args], capture_output=True, text=True, timeout=timeout,
+    return subprocess.run([CLI, "--sandbox", *confirmed(args)], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "COLUMNS": "160", **(env or {})})
 
 
 def start_cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([CLI, "--sandbox", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    return subprocess.Popen([CLI, "--sandbox", *confirmed(args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "COLUMNS": "160"}, start_new_session=True)
 
 

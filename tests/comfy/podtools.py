@@ -9,7 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from helpers import CLI
+from helpers import CLI, confirmed
 from helpers import POD_FAST_ENV as FAST_ENV
 
 from pistachio_infra.comfy.database import shipped_dir
@@ -20,7 +20,7 @@ __all__ = ["FAST_ENV", "cli", "git", "make_pack", "manager_db", "model_files"]
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if k != "PISTACHIO_COMFY_DB"}  # the fixture's offline switch
     full.update({"COLUMNS": "200", **(env or {})})
-    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout, env=full)
+    return subprocess.run([CLI, *confirmed(args)], capture_output=True, text=True, timeout=timeout, env=full)
 
 
 def git(*args: str, cwd: Path) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import CLI
+from helpers import CLI, confirmed
 
 CHROMIUM = os.environ.get("PISTACHIO_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("PISTACHIO_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -62,11 +62,12 @@ class Dashboard:
 
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+    return subprocess.run([CLI, *confirmed(args)], capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ))
 
 
 def start_cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    return subprocess.Popen([CLI, *confirmed(args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ), start_new_session=True)
 
 

@@ -84,7 +84,7 @@ def test_init_writes_a_loadable_project_and_a_private_key(tmp_path, home):
 
 def test_doctor_reports_missing_without_printing_secrets(tmp_path):
     missing = invoke("doctor")
-    assert missing.exit_code == 1
+    assert missing.exit_code == 3
     assert "RUNPOD_API_KEY" in missing.output and "SSH key" in missing.output
     assert "pistachio-infra init" in missing.output
     invoke("init", "--path", str(tmp_path / "pistachio.toml"))
@@ -101,7 +101,7 @@ def test_doctor_refuses_a_world_readable_credentials_file(home):
     creds.write_text('RUNPOD_API_KEY = "rpa_fromfile_123456"\n')
     creds.chmod(0o644)
     result = invoke("doctor")
-    assert result.exit_code == 1 and "chmod 600" in result.output and "rpa_fromfile_123456" not in result.output
+    assert result.exit_code == 3 and "chmod 600" in result.output and "rpa_fromfile_123456" not in result.output
     creds.chmod(0o600)
     result = invoke("doctor")
     assert result.exit_code == 0 and "set (credentials file)" in result.output
@@ -110,7 +110,7 @@ def test_doctor_refuses_a_world_readable_credentials_file(home):
 @pytest.mark.skipif(not EXE.exists(), reason="console script not installed")
 def test_real_subprocess(project_dir, tmp_path, make_images):
     bad_gpu = run("render", "alice", "--gpu", "foo", "--out", str(tmp_path / "o"), cwd=project_dir)
-    assert bad_gpu.returncode == 2
+    assert bad_gpu.returncode == 3  # bad configuration (errors.EXIT_CONFIG)
     assert bad_gpu.stderr.strip() == (
         "error: unknown GPU class 'foo' — use one of: a6000, a40, l40s, 4090, 3090, a100, h100, h200"
     )
@@ -120,6 +120,6 @@ def test_real_subprocess(project_dir, tmp_path, make_images):
     assert "micro_batch_size_per_gpu = 8" in (tmp_path / "o" / "train.toml").read_text()
     make_images(tmp_path / "few", 2)
     refused = run("dataset", "check", str(tmp_path / "few"))
-    assert refused.returncode == 2 and refused.stderr.startswith("error: ") and "2 usable image" in refused.stderr
+    assert refused.returncode == 3 and refused.stderr.startswith("error: ") and "2 usable image" in refused.stderr
     gpus = run("gpus")
     assert gpus.returncode == 0 and "NVIDIA RTX A6000" in gpus.stdout

@@ -7,7 +7,7 @@ import subprocess
 from contextlib import closing
 
 import pytest
-from helpers import CLI, POD_FAST_ENV, live_pods
+from helpers import CLI, POD_FAST_ENV, confirmed, live_pods
 
 __all__ = ["cli", "connect_pod", "live_pods"]
 
@@ -20,7 +20,8 @@ def fast_pods(monkeypatch):
 
 def cli(*args: str, input: str | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "250"}  # rich tables: no wrapping
-    return subprocess.run([CLI, *args], capture_output=True, text=True, input=input, timeout=timeout, env=env)
+    return subprocess.run([CLI, *confirmed(args)], capture_output=True, text=True, input=input, timeout=timeout,
+                          env=env)
 
 
 def connect_pod(name: str):

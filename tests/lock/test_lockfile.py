@@ -126,13 +126,13 @@ def test_bad_input_is_refused_before_any_pod_or_network(tmp_path, monkeypatch):
     write_lock(_lock().model_copy(update={"cloud": "sandbox"}), sandbox_lock)
 
     exists = cli("lock", "--out", str(sandbox_lock))
-    assert exists.returncode == 2 and "already exists" in exists.stderr and "--upgrade" in exists.stderr
+    assert exists.returncode == 3 and "already exists" in exists.stderr and "--upgrade" in exists.stderr
     other_cloud = cli("rebuild", "--lock", str(sandbox_lock))
-    assert other_cloud.returncode == 2 and "written against sandbox" in other_cloud.stderr
+    assert other_cloud.returncode == 3 and "written against sandbox" in other_cloud.stderr
     missing = cli("rebuild", "--lock", str(tmp_path / "nope.lock"))
-    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert missing.returncode == 3 and "does not exist" in missing.stderr
     gpu = cli("rebuild", "--lock", str(sandbox_lock), "--gpu", "a9000")
-    assert gpu.returncode == 2 and "unknown GPU class" in gpu.stderr
+    assert gpu.returncode == 3 and "unknown GPU class" in gpu.stderr
     for run in (exists, other_cloud, missing, gpu):
         assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
     with closing(Store()) as store:

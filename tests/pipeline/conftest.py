@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import CLI, PIPELINE_FAST_ENV
+from helpers import CLI, PIPELINE_FAST_ENV, confirmed
 
 FAKE_SECRETS = {"WANDB_API_KEY": "0123456789abcdef0123456789abcdef01234567", "HF_TOKEN": "hf_" + "x" * 34}
 
@@ -40,12 +40,13 @@ def write_project(root: Path, *, images: int = 8, loras: str | None = "ComfyUI/m
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None
         ) -> subprocess.CompletedProcess:
-    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd,
+    return subprocess.run([CLI, *confirmed(args)], capture_output=True, text=True, timeout=timeout, cwd=cwd,
                           env={**os.environ, **(env or {})})
 
 
 def start_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen:
-    return subprocess.Popen([CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
+    return subprocess.Popen([CLI, *confirmed(args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=cwd,
                             env={**os.environ, **(env or {})}, start_new_session=True)
 
 

@@ -87,7 +87,7 @@ def test_captions_without_the_trigger_are_refused_naming_them(sandbox, sandbox_a
         image.with_suffix(".txt").write_text("a small green cartoon character waving")
     (images[0].with_suffix(".txt")).write_text("pip7, a small green cartoon character")  # this one is fine
     done = cli("train", "pip", "--project", str(project))
-    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.returncode == 3, done.stdout + done.stderr
     line = done.stderr.strip().splitlines()[-1]
     assert "do not contain the trigger 'pip7'" in line and "--recaption" in line
     assert all(image.with_suffix(".txt").name in line for image in images[1:])
@@ -109,7 +109,7 @@ def test_links_out_of_the_dataset_folder_are_refused(sandbox, sandbox_admin, tmp
         (images / "pip_00.txt").symlink_to(outside / "secret.txt")
     (images / "inside.png").symlink_to(images / "pip_01.png")  # a link that stays inside is fine
     done = cli("train", "pip", "--project", str(project))
-    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.returncode == 3, done.stdout + done.stderr
     line = done.stderr.strip().splitlines()[-1]
     name = "pip_00.png" if link == "image" else "pip_00.txt"
     assert f"{name} is a link to {outside.resolve()}" in line and "outside the dataset folder" in line
@@ -124,7 +124,7 @@ def test_a_budget_that_cannot_pay_for_one_checkpoint_is_refused_before_any_pod(s
 
     project = write_project(tmp_path / "proj", budget_usd=0.0001)
     done = cli("train", "pip", "--project", str(project))
-    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.returncode == 3, done.stdout + done.stderr
     line = done.stderr.strip().splitlines()[-1]
     assert "budget_usd $0.0001 cannot pay for one checkpoint" in line and "set budget_usd to $" in line
     enough = float(line.split("set budget_usd to $")[1].split()[0])

@@ -28,7 +28,7 @@ def test_the_no_capacity_hint_names_an_option_train_has_and_following_it_works(s
 def test_overrides_go_through_diffusion_pipes_rules(sandbox, sandbox_admin, tmp_path, overrides):
     project = write_project(tmp_path / "proj", overrides=overrides)
     done = cli("train", "pip", "--project", str(project))
-    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.returncode == 3, done.stdout + done.stderr
     line = done.stderr.strip().splitlines()[-1]
     assert "alpha" in line and "breaks DiffusionPipe's rules" in line and "fix the job's overrides" in line
     assert sandbox_admin.pods() == []

@@ -61,7 +61,7 @@ def test_bad_dataset_is_refused_before_any_pod(sandbox, sandbox_admin, tmp_path,
     if problem == "corrupt":
         (tmp_path / "proj" / "images" / "pip_02.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     done = cli("train", "pip", "--project", str(project))
-    assert done.returncode == 2
+    assert done.returncode == 3  # bad data (errors.EXIT_CONFIG)
     line = done.stderr.strip().splitlines()[-1]
     assert line.startswith("error: ") and "nothing was uploaded or rented" in line
     assert ("pip_02.png" in line) if problem == "corrupt" else ("at least 5" in line)

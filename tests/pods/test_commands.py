@@ -12,6 +12,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from helpers import confirmed
 
 from pistachio_infra.endpoints import resolve_cloud
 from pistachio_infra.pods.sshkeys import public_key
@@ -26,7 +27,8 @@ CLI = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "pistachio-inf
 
 def cli(*args: str, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}  # rich tables: no wrapping
-    return subprocess.run([CLI, *args], capture_output=True, text=True, input=input, timeout=timeout, env=env)
+    return subprocess.run([CLI, *confirmed(args)], capture_output=True, text=True, input=input, timeout=timeout,
+                          env=env)
 
 
 def test_up_then_ssh_status_logs_and_down(sandbox, sandbox_admin):
@@ -128,7 +130,7 @@ def test_gpus_live_shows_the_sandbox_prices_and_stock(sandbox):
 @pytest.mark.parametrize("signals", [[signal.SIGTERM], [signal.SIGINT, signal.SIGINT]], ids=["sigterm", "ctrl-c-twice"])
 def test_signal_during_up_still_terminates_the_pod(sandbox, sandbox_admin, signals):
     sandbox_admin.inject("slow_provisioning", count=1, delay=3.0)  # keeps `up` busy with a pod that exists
-    proc = subprocess.Popen([CLI, "up", "--gpu", "a6000", "--no-models"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([CLI, "up", "--gpu", "a6000", "--no-models", "--yes"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=os.environ)  # fmt: skip
     wait_until(lambda: sandbox_admin.pods(), 30, "up to create its pod")
     for sig in signals:

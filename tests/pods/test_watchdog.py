@@ -87,7 +87,8 @@ def test_finished_job_not_harvested_in_time_is_terminated(sandbox, sandbox_admin
 def test_sigkilled_client_after_up_leaves_the_watchdog_to_terminate_the_pod(sandbox, sandbox_admin):
     env = {**os.environ, "PISTACHIO_WATCHDOG_POLL_S": "0.5", "PISTACHIO_WATCHDOG_HEARTBEAT_S": "0.5"}
     proc = subprocess.Popen(
-        [CLI, "up", "--gpu", "a6000", "--no-models", "--max-hours", "1", "--idle-minutes", "0.05", "--label", "kill"],
+        [CLI, "up", "--gpu", "a6000", "--no-models", "--max-hours", "1", "--idle-minutes", "0.05", "--label", "kill",
+         "--yes"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )  # fmt: skip
     lines = []

@@ -67,7 +67,7 @@ def test_up_with_a_bad_scenario_is_one_line_error(tmp_path):
     env = {"PISTACHIO_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, "-m", "pistachio_infra.cli", "sandbox", "up", "--scenario", str(bad)],
                             capture_output=True, text=True, env=env, timeout=60)
-    assert result.returncode == 2
+    assert result.returncode == 3  # bad configuration (errors.EXIT_CONFIG)
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert "timing.provision_s" in result.stderr
     assert not (tmp_path / "sandbox" / "info.json").exists()

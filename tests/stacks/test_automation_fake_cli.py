@@ -136,7 +136,7 @@ def test_missing_cli_is_one_clear_error(tmp_path, monkeypatch):
 
     proc = subprocess.run([str(Path(sys.executable).parent / "pistachio-infra"), "env", "up"],
                           capture_output=True, text=True, env=os.environ, timeout=60)
-    assert proc.returncode == 1
+    assert proc.returncode == 3  # a missing tool (errors.EXIT_CONFIG)
     assert proc.stderr.strip().startswith("error: the Pulumi CLI is not installed")
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     outputs = subprocess.run([str(Path(sys.executable).parent / "pistachio-infra"), "env", "outputs"],
