@@ -381,7 +381,7 @@ def _ssh_argv(store: Store, pod_id: str, host: str, port: int, user: str) -> lis
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.argument("pod")
+@click.argument("pod", shell_complete=lambda ctx, param, incomplete: complete_names(incomplete))
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--print", "print_only", is_flag=True, help="Print the ssh command instead of running it.")
 def ssh(pod: str, command: tuple[str, ...], print_only: bool) -> None:
@@ -416,12 +416,14 @@ def ssh(pod: str, command: tuple[str, ...], print_only: bool) -> None:
 
 
 @click.command()
-@click.argument("pod")
-@click.option("--job", "job_name", help="Which detached job (default: the most recent one).")
+@click.argument("pod", metavar="POD|JOB", shell_complete=lambda ctx, param, incomplete: complete_names(incomplete))
+@click.option("--job", "job_name", help="Which log: bootstrap, caption, train, watchdog… (default: the most recent "
+                                        "on a pod; every kept log of a job).")
 @click.option("--watchdog", is_flag=True, help="Show the watchdog's log instead.")
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming until the job ends (survives SSH drops).")
 def logs(pod: str, job_name: str | None, watchdog: bool, follow: bool) -> None:
-    """Show a pod's job log (bootstrap, caption, train, …) or its watchdog's log."""
+    """Show a pod's job log (bootstrap, caption, train, …) or its watchdog's log; for a JOB whose pod is gone, the
+    logs kept in runs/<job>/<stamp>/logs/ (copied off the pod before teardown and after a failure)."""
     import shlex
     import sys
 
@@ -431,8 +433,28 @@ def logs(pod: str, job_name: str | None, watchdog: bool, follow: bool) -> None:
     from ..pods.watchdog import files_for
 
     _cloud, api, store = _open()
-    rec, live = _find(store, api, pod)
+    try:
+        rec, live = _find(store, api, pod)
+    except ConfigError:
+        rec, live = None, None
+        run = _latest_run(store, pod)
+        if run is None:
+            store.close()
+            raise ConfigError(f"no pod or job called {pod!r}", "see `pistachio-infra status` (pods) or "
+                                                               "`pistachio-infra cost` (jobs)") from None
+        held = store.pods(live_only=True, job_id=run["id"])
+        if held:
+            rec, live = _find(store, api, held[-1].name)
+        if live is None or not live.ssh_ready:
+            store.close()
+            _print_saved(run, "watchdog" if watchdog else job_name)
+            return
     if live is None or not live.ssh_ready:
+        run = store.job(rec.job_id) if rec is not None and rec.job_id else None
+        store.close()
+        if run is not None:
+            _print_saved(run, "watchdog" if watchdog else job_name)
+            return
         raise ConfigError(
             f"pod {pod} is not reachable (status {live.status.value if live else 'gone'})",
             "logs live on the pod; see `pistachio-infra status`",
@@ -466,6 +488,51 @@ def logs(pod: str, job_name: str | None, watchdog: bool, follow: bool) -> None:
         store.close()
 
 
+def _latest_run(store: Store, job: str) -> dict[str, Any] | None:
+    runs = [j for j in store.jobs() if j["name"] == job]
+    return runs[-1] if runs else None
+
+
+def _print_saved(run: dict[str, Any], which: str | None) -> None:
+    """The logs a run kept (runs/<job>/<stamp>/logs/); `which`: one of them by name."""
+    import sys
+
+    from ..errors import ConfigError
+    from ..pipeline.podlogs import logs_dir
+
+    folder = logs_dir(Path((run.get("spec") or {}).get("run_folder") or "."))
+    files = sorted(folder.glob("*.log"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    if which:
+        files = [p for p in files if p.stem == which]
+    if not files:
+        raise ConfigError(f"run {run['id']} of {run['name']} kept no {which + ' ' if which else ''}logs in {folder}",
+                          "logs are copied off the pod at teardown; a run that never rented a pod has none")
+    for path in files:
+        if len(files) > 1:
+            sys.stdout.write(f"==> {path} <==\n")
+        sys.stdout.write(path.read_text())
+    sys.stdout.flush()
+
+
+def complete_names(incomplete: str) -> list[Any]:
+    """Shell completion for POD/JOB arguments: pod names of our state, and job names (never touches the cloud)."""
+    from click.shell_completion import CompletionItem
+
+    try:
+        from ..state import Store
+
+        store = Store()
+        try:
+            pods = [r.name for r in store.pods(live_only=True)]
+            jobs = list(dict.fromkeys(j["name"] for j in store.jobs()))
+        finally:
+            store.close()
+    except Exception:  # completion must never fail loudly
+        return []
+    return [CompletionItem(n, help=kind) for kind, names in (("pod", pods), ("job", jobs)) for n in names
+            if n.startswith(incomplete)]
+
+
 def _latest_job(remote: Any) -> str | None:
     import shlex
 
@@ -479,7 +546,7 @@ def _latest_job(remote: Any) -> str | None:
 
 
 @click.command()
-@click.argument("pod", required=False)
+@click.argument("pod", required=False, shell_complete=lambda ctx, param, incomplete: complete_names(incomplete))
 @click.option("--all", "everything", is_flag=True, help="Every live pod in our state.")
 def down(pod: str | None, everything: bool) -> None:
     """Terminate POD (name or id), or --all, and wait until RunPod no longer lists it."""

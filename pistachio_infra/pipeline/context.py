@@ -46,6 +46,7 @@ class RunContext:
     pod_hold: ExitStack | None = None  # holds the pod session from provision to teardown
     session: Any = None  # teardown.PodSession while a pod is held
     notes: list[str] = field(default_factory=list)
+    saved_logs: list[Path] = field(default_factory=list)  # the pod's logs copied into run_folder/logs (podlogs.py)
     wandb_url: str | None = None
     project_lock: Any = None  # the project's pistachio.lock (lockfile.Lock): pods are bootstrapped exactly from it
     allow_drift: bool = False  # train even when the pod cannot be made exactly as that lock says

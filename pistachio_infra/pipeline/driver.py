@@ -328,6 +328,7 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
     except BaseException as exc:
         store.finish_job(job_id, "failed", {"error": str(exc)[:500]})
         _cleanup(ctx)
+        _point_at_logs(ctx, exc)
         raise
     if ctx.stuck is not None:  # the work is done and installed: say plainly what still bills
         done = stages.get(InstallDone)
@@ -346,6 +347,17 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
     )
 
 
+def _point_at_logs(ctx: RunContext, exc: BaseException) -> None:
+    """A failure's one line ends with the log file that explains it (copied off the pod before teardown)."""
+    from .podlogs import failed_log, logs_dir
+
+    log = failed_log(ctx)
+    if isinstance(exc, PistachioError) and log is not None:
+        exc.fix = f"{exc.fix}; log: {log}" if exc.fix else f"log: {log}"
+        exc.args = (exc.one_line(),)
+        ctx.say(f"logs of the failed run: {logs_dir(ctx.run_folder)}")
+
+
 def _drive(ctx: RunContext) -> None:
     """Walk the stage table; a pod lost on the way (preempted, stopped) is replaced and the walk goes on."""
     from .training import PodLost
@@ -355,7 +367,15 @@ def _drive(ctx: RunContext) -> None:
         try:
             with ExitStack() as hold:
                 ctx.pod_hold = hold
-                _walk(ctx)
+                try:
+                    _walk(ctx)
+                except PodLost:
+                    raise
+                except Exception:
+                    from .podlogs import keep_logs
+
+                    keep_logs(ctx)  # before the hold ends the pod: a failure's logs are what explains it
+                    raise
             return
         except PodLost as exc:
             lost += 1

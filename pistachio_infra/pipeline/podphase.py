@@ -42,7 +42,10 @@ def provision(ctx: RunContext) -> ProvisionDone:
 def teardown(ctx: RunContext) -> TeardownDone:
     """End the pod session (its pod is terminated) and terminate any other live pod of this job."""
     from ..signals import shielded
+    from .podlogs import keep_logs
 
+    if ctx.session is not None:
+        keep_logs(ctx)  # the logs outlive the pod
     with shielded("terminating the job's pods"):
         if ctx.pod_hold is not None:
             ctx.pod_hold.close()
