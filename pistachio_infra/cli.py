@@ -69,7 +69,9 @@ class LazyGroup(click.Group):
     envvar="PISTACHIO_SANDBOX",
     help="Use the local RunPod sandbox (started if needed) instead of RunPod. Same as PISTACHIO_SANDBOX=1.",
 )
-def cli(sandbox: bool) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and what a command is asked for (--json, paths).")
+@click.option("-v", "--verbose", count=True, help="More detail: -v shows what talks to RunPod and pods, -vv debug.")
+def cli(sandbox: bool, quiet: bool, verbose: int) -> None:
     """Train character LoRAs on rented RunPod GPUs and install them into ComfyUI.
 
     \b
@@ -80,6 +82,10 @@ def cli(sandbox: bool) -> None:
     """
     if sandbox:
         os.environ["PISTACHIO_SANDBOX"] = "1"
+    if quiet or verbose:
+        from .console import set_verbosity
+
+        set_verbosity(-1 if quiet else verbose)
 
 
 def main() -> None:

@@ -20,10 +20,10 @@ def campaign() -> None:
     """
 
 
-def _console() -> Any:
+def _console(*, stderr: bool = False) -> Any:
     from ..console import make_console
 
-    return make_console()
+    return make_console(stderr=stderr)
 
 
 def _setup(file: Path) -> tuple[Any, Any, Any, str]:
@@ -64,12 +64,13 @@ def _show_plan(console: Any, ctx: Any) -> None:
 @click.option("--timings", type=click.Choice(["runpod", "sandbox"]), default=None,
               help="Use this cloud's timing model (default: the cloud in use). `--sandbox campaign plan --timings "
                    "runpod` previews real-GPU durations against the sandbox's seed prices.")
-def plan_cmd(file: Path, timings: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one document on stdout) instead of the table.")
+def plan_cmd(file: Path, timings: str | None, as_json: bool) -> None:
     """Print the plan for FILE (campaign.toml, or a pistachio.toml with [campaign]); nothing is rented."""
     from ..campaign.planning import refuse_unless_fits
     from ..state import Store
 
-    console = _console()
+    console = _console(stderr=as_json)
     c, cloud, written, cloud_name = _setup(file)
     for folder in written:
         console.print(f"  generated sample images in {folder}")
@@ -78,7 +79,16 @@ def plan_cmd(file: Path, timings: str | None) -> None:
         ctx = _plan(c, cloud, cloud_name, store, timings=timings)
     finally:
         store.close()
-    _show_plan(console, ctx)
+    if as_json:
+        from ..campaign.planning import plan_rows, plan_summary
+        from ..jsonout import emit
+
+        low, mid, high = ctx.plan.usd
+        emit({"campaign": c.name, "cloud": cloud_name, "budget_usd": ctx.plan.budget_usd,
+              "usd": {"low": low, "expected": mid, "high": high}, "fits": mid <= ctx.plan.budget_usd,
+              "jobs": plan_rows(ctx), "summary": plan_summary(ctx)})
+    else:
+        _show_plan(console, ctx)
     refuse_unless_fits(ctx)
 
 
@@ -158,7 +168,8 @@ def _campaign_spent(store: Any, name: str, cloud_name: str) -> float:
 @campaign.command("status")
 @click.argument("file", required=False, type=click.Path(path_type=Path, exists=True))
 @click.option("--watch", is_flag=True, help="Refresh every 2 seconds until Ctrl-C.")
-def status_cmd(file: Path | None, watch: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one document on stdout) instead of the table.")
+def status_cmd(file: Path | None, watch: bool, as_json: bool) -> None:
     """Progress and money of FILE's campaign (default: every campaign in the state store)."""
     from rich.live import Live
 
@@ -168,6 +179,11 @@ def status_cmd(file: Path | None, watch: bool) -> None:
         from ..campaign.spec import load_campaign
 
         name = load_campaign(file).name
+    if as_json:
+        from ..jsonout import emit
+
+        emit({"campaigns": status_data(name)})
+        return
     if not watch:
         console.print(status_table(name))
         return
@@ -180,39 +196,54 @@ def status_cmd(file: Path | None, watch: bool) -> None:
             pass
 
 
-def status_table(name: str | None) -> Any:
-    from rich.table import Table
-
+def status_data(name: str | None) -> list[dict[str, Any]]:
+    """Every campaign (or `name`'s) with its jobs: status, tries, GPU, data center, estimate, allowance, spent."""
     from ..campaign.ledger import spent
     from ..campaign.records import CampaignRecords
     from ..state import Store
 
     store, records = Store(), CampaignRecords()
     try:
-        table = Table()
-        for col in ("campaign", "job", "status", "try", "GPU", "data center", "estimate", "allowance", "spent",
-                    "note"):
-            table.add_column(col, justify="right" if col in ("estimate", "allowance", "spent", "try") else "left")
-        campaigns = [c for c in records.campaigns() if name is None or c["name"] == name]
-        if not campaigns:
-            table.title = "no campaign has run yet" if name is None else f"campaign {name} has not run yet"
-        for c in campaigns:
+        out = []
+        for c in records.campaigns():
+            if name is not None and c["name"] != name:
+                continue
             jobs = store.jobs(campaign=c["name"])
             by_name: dict[str, float] = {}
             per_id = spent(store, [j["id"] for j in jobs if j["cloud"] == c["cloud"]])
             for j in jobs:
                 if j["id"] in per_id:
                     by_name[j["name"]] = by_name.get(j["name"], 0.0) + per_id[j["id"]]
-            for r in records.jobs(c["name"], c["cloud"]):
-                table.add_row(c["name"], r["job"], r["status"], str(r["attempts"]), r["gpu_class"] or "",
-                              r["data_center_id"] or "any", f"${r['est_usd'] or 0:.4f}",
-                              f"${r['allowance_usd']:.4f}" if r["allowance_usd"] else "",
-                              f"${by_name.get(r['job'], 0.0):.4f}", (r["error"] or "")[:60])
-            total = sum(by_name.values())
-            table.add_section()
-            table.add_row(c["name"], "total", c["status"], "", "", c["cloud"], "", f"budget ${c['budget_usd']:.2f}",
-                          f"${total:.4f}", "")
-        return table
+            rows = [{"job": r["job"], "status": r["status"], "attempts": r["attempts"], "gpu_class": r["gpu_class"],
+                     "data_center": r["data_center_id"], "estimate_usd": r["est_usd"],
+                     "allowance_usd": r["allowance_usd"], "spent_usd": by_name.get(r["job"], 0.0),
+                     "error": r["error"]} for r in records.jobs(c["name"], c["cloud"])]
+            out.append({"campaign": c["name"], "cloud": c["cloud"], "status": c["status"],
+                        "budget_usd": c["budget_usd"], "spent_usd": sum(by_name.values()), "jobs": rows})
+        return out
     finally:
         records.close()
         store.close()
+
+
+def status_table(name: str | None) -> Any:
+    from rich.table import Table
+
+    from ..money import usd
+
+    campaigns = status_data(name)
+    table = Table()
+    for col in ("campaign", "job", "status", "try", "GPU", "data center", "estimate", "allowance", "spent", "note"):
+        table.add_column(col, justify="right" if col in ("estimate", "allowance", "spent", "try") else "left")
+    if not campaigns:
+        table.title = "no campaign has run yet" if name is None else f"campaign {name} has not run yet"
+    for c in campaigns:
+        for r in c["jobs"]:
+            table.add_row(c["campaign"], r["job"], r["status"], str(r["attempts"]), r["gpu_class"] or "",
+                          r["data_center"] or "any", usd(r["estimate_usd"] or 0, like=c["budget_usd"]),
+                          usd(r["allowance_usd"], like=c["budget_usd"]) if r["allowance_usd"] else "",
+                          usd(r["spent_usd"], like=c["budget_usd"]), r["error"] or "")
+        table.add_section()
+        table.add_row(c["campaign"], "total", c["status"], "", "", c["cloud"], "", f"budget {usd(c['budget_usd'])}",
+                      usd(c["spent_usd"], like=c["budget_usd"]), "")
+    return table

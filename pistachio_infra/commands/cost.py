@@ -12,7 +12,8 @@ import click
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also write the rows to this CSV file.")
 @click.option("--offline", is_flag=True, help="Do not ask the cloud's billing report; use our own pod-second count.")
-def cost(campaign_name: str | None, csv_path: Path | None, offline: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one document on stdout) instead of the table.")
+def cost(campaign_name: str | None, csv_path: Path | None, offline: bool, as_json: bool) -> None:
     """Estimated vs billed cost per job (every pod-second billed, attributed to its job) and totals."""
     from rich.table import Table
 
@@ -37,6 +38,18 @@ def cost(campaign_name: str | None, csv_path: Path | None, offline: bool) -> Non
     finally:
         records.close()
         store.close()
+    if csv_path is not None:
+        write_csv(rows, csv_path)
+    if as_json:
+        import dataclasses
+
+        from ..jsonout import emit
+
+        emit({"campaign": campaign_name, "jobs": [dataclasses.asdict(r) for r in rows],
+              "total": {"pods": sum(r.pods for r in rows), "pod_seconds": sum(r.pod_seconds for r in rows),
+                        "estimated_usd": sum(r.estimated_usd for r in rows if r.estimated_usd is not None),
+                        "billed_usd": sum(r.billed_usd for r in rows)}})
+        return
     table = Table(title="cost per job" + (f" (campaign {campaign_name})" if campaign_name else ""))
     for col in ("job", "run", "campaign", "status", "GPU", "pods", "pod time", "estimate", "billed", "diff"):
         table.add_column(col, justify="right" if col in ("run", "pods", "pod time", "estimate", "billed", "diff")
@@ -53,5 +66,4 @@ def cost(campaign_name: str | None, csv_path: Path | None, offline: bool) -> Non
                   f"${sum(r.billed_usd for r in rows):.4f}", "")
     console.print(table)
     if csv_path is not None:
-        write_csv(rows, csv_path)
         console.print(f"wrote {len(rows)} rows to {csv_path}")

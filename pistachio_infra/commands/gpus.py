@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -79,7 +79,8 @@ def gpu_rows(classes: list[GpuClass], quotes: dict[str, PriceQuote]) -> list[lis
 
 @click.command()
 @click.option("--live", is_flag=True, help="Current RunPod prices and stock instead of the catalog's hints.")
-def gpus(live: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one document on stdout) instead of the table.")
+def gpus(live: bool, as_json: bool) -> None:
     """List GPU classes with VRAM, training profile and price."""
     from rich.table import Table
 
@@ -89,6 +90,11 @@ def gpus(live: bool) -> None:
     classes = list(gpu_classes().values())
     source: PriceSource = live_price_source() if live else hint_prices
     quotes = source(classes)
+    if as_json:
+        from ..jsonout import emit
+
+        emit({"live": live, "classes": [_gpu_json(c, quotes.get(c.name)) for c in classes]})
+        return
     rows = gpu_rows(classes, quotes)
     table = Table(title="GPU classes (profile: micro batch × accumulation, base dtype, block swap, optimizer)")
     for column in ("class", "RunPod GPU type id", "VRAM", "training profile", "price"):
@@ -98,3 +104,16 @@ def gpus(live: bool) -> None:
     for row in rows:
         table.add_row(*row)
     make_console().print(table)
+
+
+def _gpu_json(c: Any, q: Any) -> dict[str, Any]:
+    from ..catalog import profile_for
+
+    p = profile_for(c)
+    return {"class": c.name, "gpu_type_id": c.gpu_type_id, "vram_gb": c.vram_gb, "tier_gb": p.tier,
+            "profile": {"micro_batch": p.micro_batch, "grad_accum": p.grad_accum,
+                        "transformer_dtype": p.transformer_dtype, "blocks_to_swap": p.blocks_to_swap,
+                        "optimizer": p.optimizer},
+            "usd_per_hr": q.usd_per_hr if q is not None else None,
+            "price_source": q.source if q is not None else None,
+            "stock": q.stock if q is not None else None}

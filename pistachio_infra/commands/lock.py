@@ -135,8 +135,10 @@ class _pod_remote:
 @click.option("--all", "show_all", is_flag=True, help="List matching items too, not only differences.")
 @click.option("--rehash", is_flag=True, help="With --check: hash every model file again instead of trusting the "
               "download record for unchanged files.")
+@click.option("--json", "as_json", is_flag=True, help="With --check: print the drift report as JSON (one document "
+              "on stdout); the exit status is the same.")
 def lock(sandbox: bool, out: Path, check_pod: str | None, upgrade: str | None, yes: bool, from_pod: str | None,
-         gpu: tuple[str, ...], models: tuple[str, ...], show_all: bool, rehash: bool) -> None:
+         gpu: tuple[str, ...], models: tuple[str, ...], show_all: bool, rehash: bool, as_json: bool) -> None:
     """Write pistachio.lock: image, repo commits (+ submodules), the pod's Python packages, base-model files
     (revision, size, sha256), GPU-class profiles and config hashes, and the tool's version.
 
@@ -154,6 +156,8 @@ def lock(sandbox: bool, out: Path, check_pod: str | None, upgrade: str | None, y
 
     _use_sandbox(sandbox)
     console = _console()
+    if as_json and not check_pod:
+        raise click.UsageError("--json goes with --check POD")
     if check_pod and (upgrade or from_pod):
         raise ConfigError("--check cannot be combined with --upgrade or --from-pod", "run them one at a time")
     for name in models:
@@ -169,6 +173,16 @@ def lock(sandbox: bool, out: Path, check_pod: str | None, upgrade: str | None, y
         check_cloud(pinned, cloud, str(out))
         with _pod_remote(check_pod) as (remote, image):
             report = check(remote, cloud, pinned, pod_image=image, subject=check_pod, rehash=rehash)
+        if as_json:
+            from ..jsonout import emit
+
+            emit({"lock": str(out), "pod": check_pod, "clean": report.clean,
+                  "items": [{"component": i.component, "name": i.name, "pinned": i.pinned, "actual": i.actual,
+                             "status": i.status, "note": i.note} for i in report.items],
+                  "counts": report.counts()})
+            if not report.clean:
+                raise SystemExit(1)
+            return
         _show(console, report, title=f"{out} vs pod {check_pod}", show_all=show_all, old="pinned", new="on the pod")
         if report.clean:
             console.print(f"[green]no drift[/green]: pod {check_pod} matches {out}")

@@ -284,20 +284,50 @@ def _bootstrap_line(console: Any) -> Any:
 
 @click.command()
 @click.option("--all", "show_all", is_flag=True, help="Include pods that are gone.")
-def status(show_all: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one document on stdout) instead of the table.")
+def status(show_all: bool, as_json: bool) -> None:
     """Show pods (from our state, joined with the live API): status, uptime, $/h and $ so far."""
     from rich.table import Table
 
-    from ..pods import NAME_PREFIX
+    from ..money import usd
 
     cloud, api, store = _open()
+    try:
+        rows = _status_rows(store, api, cloud, show_all)
+    finally:
+        store.close()
+    total = sum(r["usd_so_far"] or 0.0 for r in rows)
+    where = "sandbox" if cloud.sandbox else "RunPod"
+    if as_json:
+        from ..jsonout import emit, iso
+
+        emit({"cloud": _cloud_name(cloud), "pods": [{**r, "watchdog_deadline": iso(r["watchdog_deadline"])}
+                                                    for r in rows],
+              "total_usd_so_far": total})
+        return
+    console = _console()
+    if not rows:
+        console.print(f"no pods ({where}){'' if show_all else '; `status --all` includes the ones that are gone'}")
+        return
+    table = Table(title=f"pods ({where})")
+    for col in ("name", "pod id", "gpu", "dc", "status", "uptime", "$/h", "$ so far (est.)", "watchdog deadline"):
+        table.add_column(col, no_wrap=True)
+    for r in rows:
+        table.add_row(r["name"], r["pod_id"] or "-", r["gpu"] or "?", r["data_center"] or "?", r["status"],
+                      _duration(r["uptime_s"]), usd(r["usd_per_hr"]),
+                      "?" if r["usd_so_far"] is None else usd(r["usd_so_far"], like=total),
+                      _clock(r["watchdog_deadline"]) if r["watchdog_deadline"] else "-")
+    console.print(table)
+    console.print(f"total so far (est.): {usd(total)}")
+
+
+def _status_rows(store: Store, api: RunPodApi, cloud: Cloud, show_all: bool) -> list[dict[str, Any]]:
+    from ..pods import NAME_PREFIX
+
     records = store.pods(cloud=_cloud_name(cloud), live_only=not show_all)
     live = {p.id: p for p in api.list_pods()}
     now = time.time()
-    table = Table(title=f"pods ({'sandbox' if cloud.sandbox else 'RunPod'})")
-    for col in ("name", "pod id", "gpu", "dc", "status", "uptime", "$/h", "$ so far (est.)", "watchdog deadline"):
-        table.add_column(col)
-    total = 0.0
+    rows: list[dict[str, Any]] = []
     known: set[str] = set()
     for rec in records:
         pod = live.get(rec.pod_id or "")
@@ -310,36 +340,18 @@ def status(show_all: bool) -> None:
         end = rec.gone_at if rec.status == "gone" and rec.gone_at else now
         seconds = end - rec.created_at if rec.pod_id else 0.0
         rate = (pod.cost_per_hr if pod and pod.cost_per_hr else rec.cost_per_hr) or 0.0
-        spent = rate * seconds / 3600
-        total += spent
-        table.add_row(
-            rec.name,
-            rec.pod_id or "-",
-            rec.gpu_class or rec.gpu_type_id or "?",
-            rec.data_center_id or "?",
-            state,
-            _duration(seconds),
-            f"{rate:.2f}",
-            f"{spent:.4f}",
-            _clock(rec.watchdog_deadline) if rec.watchdog_deadline else "-",
-        )
-    strangers = [p for p in live.values() if p.name.startswith(NAME_PREFIX) and p.id not in known]
-    for pod in strangers:
-        table.add_row(
-            pod.name,
-            pod.id,
-            pod.gpu_type_id or "?",
-            pod.data_center_id or "?",
-            f"{pod.status.value}, not in our state (see `reap`)",
-            _duration(pod.uptime_s or 0),
-            f"{pod.cost_per_hr:.2f}",
-            "?",
-            "?",
-        )
-    console = _console()
-    console.print(table)
-    console.print(f"total so far (est.): ${total:.4f}")
-    store.close()
+        rows.append({"name": rec.name, "pod_id": rec.pod_id, "gpu": rec.gpu_class or rec.gpu_type_id,
+                     "data_center": rec.data_center_id, "status": state, "ours": True, "uptime_s": seconds,
+                     "usd_per_hr": rate, "usd_so_far": rate * seconds / 3600,
+                     "watchdog_deadline": rec.watchdog_deadline or None})
+    for pod in live.values():
+        if pod.name.startswith(NAME_PREFIX) and pod.id not in known:
+            rows.append({"name": pod.name, "pod_id": pod.id, "gpu": pod.gpu_type_id,
+                         "data_center": pod.data_center_id,
+                         "status": f"{pod.status.value}, not in our state (see `reap`)", "ours": False,
+                         "uptime_s": float(pod.uptime_s or 0), "usd_per_hr": pod.cost_per_hr or 0.0,
+                         "usd_so_far": None, "watchdog_deadline": None})
+    return rows
 
 
 # --- ssh --------------------------------------------------------------------------------------------------

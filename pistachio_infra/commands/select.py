@@ -19,7 +19,8 @@ VERDICT_STYLE = {"converged": "green", "overtrained": "yellow", "undertrained": 
 )
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the loss plot [default: RUN_DIR/loss.png].")
-def select(run_dir: Path, eval_name: str | None, tolerance: float, plot_path: Path | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one document on stdout) instead of the table.")
+def select(run_dir: Path, eval_name: str | None, tolerance: float, plot_path: Path | None, as_json: bool) -> None:
     """Choose the convergence step of RUN_DIR (event files + stepN/ folders) by its smoothed eval loss.
 
     Prints the table of eval losses, the chosen step and the verdict (converged, undertrained, overtrained), and
@@ -31,6 +32,16 @@ def select(run_dir: Path, eval_name: str | None, tolerance: float, plot_path: Pa
     from ..selection.choose import plot_selection, select_checkpoint
 
     sel = select_checkpoint(run_dir, eval_name=eval_name, tolerance=tolerance)
+    if as_json:
+        from ..jsonout import emit
+
+        plot = plot_selection(sel, plot_path or run_dir / "loss.png")
+        emit({"run_dir": str(run_dir), "eval_name": sel.eval_name, "step": sel.step, "verdict": sel.verdict,
+              "message": sel.message, "checkpoint_dir": str(sel.checkpoint_dir), "plot": str(plot),
+              "rows": [{"step": r.step, "eval_loss": r.eval_loss, "smoothed": r.smoothed, "has_lora": r.has_lora}
+                       for r in sel.rows],
+              "notes": list(sel.notes), "warnings": list(sel.warnings)})
+        return
     console = make_console()
     table = Table(title=f"{sel.eval_name}/loss by step", title_justify="left")
     table.add_column("step", justify="right")
