@@ -49,3 +49,25 @@ def test_doctor_finds_existing_logins_and_names_their_source(tmp_path: Path):
     env["RUNPOD_API_KEY"] = "rpa_FROMENV_0123456789"  # the environment wins
     first = subprocess.run([CLI, "doctor", "--json"], capture_output=True, text=True, env=env, timeout=120)
     assert {c["name"]: c for c in json.loads(first.stdout)["checks"]}["RUNPOD_API_KEY"]["source"] == "environment"
+
+
+def test_shell_completion_offers_job_and_pod_names(tmp_path: Path):
+    from pistachio_infra.state import Store
+
+    env = {**os.environ, "PISTACHIO_HOME": str(tmp_path)}
+    os.environ["PISTACHIO_HOME"] = str(tmp_path)
+    try:
+        store = Store()
+        store.create_job("pip", cloud="sandbox", spec={}, project=str(tmp_path))
+        store.close()
+    finally:
+        os.environ.pop("PISTACHIO_HOME")
+
+    def complete(words: str) -> list[str]:
+        done = subprocess.run([CLI], capture_output=True, text=True, timeout=60,
+                              env={**env, "COMP_WORDS": words, "COMP_CWORD": str(len(words.split(" ")) - 1),
+                                   "_PISTACHIO_INFRA_COMPLETE": "bash_complete"})
+        return [line.split(",", 1)[1] for line in done.stdout.splitlines()]
+
+    assert complete("pistachio-infra logs p") == ["pip"]
+    assert complete("pistachio-infra lo") == ["logs", "lock"]
