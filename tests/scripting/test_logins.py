@@ -51,17 +51,14 @@ def test_doctor_finds_existing_logins_and_names_their_source(tmp_path: Path):
     assert {c["name"]: c for c in json.loads(first.stdout)["checks"]}["RUNPOD_API_KEY"]["source"] == "environment"
 
 
-def test_shell_completion_offers_job_and_pod_names(tmp_path: Path):
+def test_shell_completion_offers_job_and_pod_names(tmp_path: Path, monkeypatch):
     from pistachio_infra.state import Store
 
-    env = {**os.environ, "PISTACHIO_HOME": str(tmp_path)}
-    os.environ["PISTACHIO_HOME"] = str(tmp_path)
-    try:
-        store = Store()
-        store.create_job("pip", cloud="sandbox", spec={}, project=str(tmp_path))
-        store.close()
-    finally:
-        os.environ.pop("PISTACHIO_HOME")
+    monkeypatch.setenv("PISTACHIO_HOME", str(tmp_path))
+    store = Store()
+    store.create_job("pip", cloud="sandbox", spec={}, project=str(tmp_path))
+    store.close()
+    env = dict(os.environ)
 
     def complete(words: str) -> list[str]:
         done = subprocess.run([CLI], capture_output=True, text=True, timeout=60,
