@@ -32,7 +32,7 @@ def train(job: str, project_path: Path | None, restart: bool, recaption: bool, g
     preflight → provision → bootstrap → upload → caption → split → render → train → select → harvest → install
     Rerun the same command after an interruption to continue where it stopped.
     """
-    from ..config.project import find_project, resolve_job
+    from ..config.project import find_project, locate_project_file, resolve_job
     from ..pipeline.driver import TrainRequest, run_training
 
     project = find_project(project_path)
@@ -41,7 +41,8 @@ def train(job: str, project_path: Path | None, restart: bool, recaption: bool, g
         base = Path(project_path).resolve()
         base = base if base.is_dir() else base.parent
     else:
-        base = Path.cwd()
+        found = locate_project_file()  # the nearest pistachio.toml, here or in a parent folder
+        base = found.parent if found is not None else Path.cwd()
     classes = tuple(c.strip() for c in gpu.split(",") if c.strip()) if gpu else ()
     request = TrainRequest(job=spec, project=project, base_dir=base, restart=restart,
                            recaption=recaption or spec.recaption, gpu=classes, max_hours=max_hours, volume=volume,

@@ -306,11 +306,21 @@ def load_project(path: str | Path | None = None) -> Project:
     return _validate(Project, _read_toml(path), path)
 
 
+def locate_project_file(start: str | Path | None = None) -> Path | None:
+    """pistachio.toml in `start` (default: the working folder) or the nearest parent folder, like Pulumi.yaml."""
+    folder = Path(start or Path.cwd()).resolve()
+    for candidate in (folder, *folder.parents):
+        if (candidate / PROJECT_FILE).is_file():
+            return candidate / PROJECT_FILE
+    return None
+
+
 def find_project(path: str | Path | None = None) -> Project | None:
-    """The project at `path` (must exist), else ./pistachio.toml when there is one, else None."""
+    """The project at `path` (must exist), else the nearest pistachio.toml here or above, else None."""
     if path is not None:
         return load_project(path)
-    return load_project(PROJECT_FILE) if Path(PROJECT_FILE).is_file() else None
+    found = locate_project_file()
+    return load_project(found) if found is not None else None
 
 
 def _slug(text: str) -> str:

@@ -184,9 +184,11 @@ def render_job(
     layout: WorkspaceLayout | None = None,
     *,
     train_images: int | None = None,
+    run_label: str | None = None,
 ) -> RenderedConfigs:
     """Every file a job needs on a pod of class `gpu`. `train_images` (the train side of the split) sizes the
-    save/eval cadence; without it the job's dataset folder is counted."""
+    save/eval cadence; without it the job's dataset folder is counted. `run_label` (the run's stamp) goes into the
+    wandb run name, so each run of a job is its own wandb run."""
     cls = gpu if isinstance(gpu, GpuClass) else gpu_class(gpu)
     layout = layout or WorkspaceLayout()
     profile = profile_for(cls)
@@ -204,7 +206,7 @@ def render_job(
         epochs=job.epochs or EPOCHS_WHEN_ONLY_STEPS,
         eval_name=EVAL_NAME,
         checkpoint_minutes=job.checkpoint_minutes,
-        wandb_run=(job.wandb_run or job.name) if job.wandb_enabled else "",
+        wandb_run="-".join(filter(None, (job.wandb_run or job.name, run_label))) if job.wandb_enabled else "",
     )
     train = _apply_overrides(train, job.overrides)
     dataset = render_template(

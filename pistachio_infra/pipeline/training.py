@@ -205,6 +205,7 @@ def _launch(ctx: RunContext, rendered: RenderedConfigs, run: str | None) -> tupl
     env = dict(rendered.train_env)
     if ctx.job.wandb_enabled:
         env["WANDB_API_KEY"] = get_secret("WANDB_API_KEY", required=True) or ""
+        env.update(wandb_env(ctx))
     clear_job_markers(remote)
     before = _list_runs(ctx) if resume is None else set()
     ctx.store.add_event(ctx.job_id, Event.TRAIN_LAUNCH,
@@ -425,3 +426,11 @@ def _completed(ctx: RunContext, log_path: str) -> bool:
 
 def mirror_path(ctx: RunContext, run: str) -> Path:
     return ctx.mirror_dir / run
+
+
+def wandb_env(ctx: RunContext) -> dict[str, str]:
+    """What DiffusionPipe's wandb.init(project=, name=, dir=) leaves to wandb's own environment variables: the
+    group (the campaign, else the job: every run of a character together) and tags (GPU class, trigger)."""
+    row = ctx.store.job(ctx.job_id) or {}
+    tags = [t for t in (ctx.gpu_class, ctx.job.trigger, "pistachio-infra") if t]
+    return {"WANDB_RUN_GROUP": row.get("campaign") or ctx.job.name, "WANDB_TAGS": ",".join(tags)}

@@ -67,3 +67,15 @@ def test_up_rents_after_yes_on_a_terminal(sandbox, sandbox_admin):
     down = subprocess.run([CLI, "down", name], capture_output=True, text=True, timeout=180)
     assert down.returncode == 0, down.stdout + down.stderr
     assert live_pods(sandbox_admin) == []
+
+
+def test_pistachio_toml_is_found_in_a_parent_folder(sandbox, sandbox_admin, tmp_path):
+    """Issue 15 item 6: like Pulumi.yaml, the nearest pistachio.toml above the working folder is the project."""
+    write_project(tmp_path / "proj")
+    below = tmp_path / "proj" / "notes" / "deeper"
+    below.mkdir(parents=True)
+    done = subprocess.run([CLI, "train", "pip"], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          cwd=below, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr  # got as far as the question: no terminal to ask
+    assert "plan: train pip (" in done.stdout and "8 images" in done.stdout
+    assert sandbox_admin.pods() == []

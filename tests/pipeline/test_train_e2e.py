@@ -41,6 +41,10 @@ def test_clean_run_installs_the_lora_writes_the_report_and_leaves_nothing(sandbo
     text = reports[0].read_text()
     assert f"step {step}" in text and "| train |" in text and "billed" in text
     assert "https://wandb.ai/" in out  # the run URL is printed when wandb is on
+    # issue 15 item 7: the wandb run is named after the job and this run, and its link is in the report
+    assert f'wandb_run_name = "pip-{folder.name}"' in (folder / "configs" / "train.toml").read_text()
+    assert f"View run pip-{folder.name} at: https://wandb.ai/" in (folder / "logs" / "train.log").read_text()
+    assert "- wandb: https://wandb.ai/" in text
 
     assert live_pods(sandbox_admin) == [] and len(sandbox_admin.pods()) == 1
     # nothing written anywhere (state, work files, report, LoRA folder, sandbox) holds a secret
