@@ -33,11 +33,11 @@ class RentalPlan:
     notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        from .money import usd
+        from .money import per_hour, usd
 
         where = f"{self.gpu_class} in {self.data_center or 'any data center'}"
         out = [f"plan: {self.what}",
-               f"  GPU        {where} at {usd(self.price_per_hr)}/h"]
+               f"  GPU        {where} at {per_hour(self.price_per_hr)}"]
         if self.fallback:
             out.append(f"  fallback   {', '.join(self.fallback)}")
         if self.seconds is not None:

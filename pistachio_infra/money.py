@@ -8,5 +8,10 @@ def usd(x: float, *, like: float | None = None) -> str:
     return f"${x:.2f}" if abs(x if like is None else like) >= 1 else f"${x:.4f}"
 
 
+def per_hour(x: float) -> str:
+    """A GPU price: always cents ($0.49/h), the way RunPod lists it."""
+    return f"${x:.2f}/h"
+
+
 def signed_usd(x: float, *, like: float | None = None) -> str:
     return ("+" if x >= 0 else "−") + usd(abs(x), like=like)

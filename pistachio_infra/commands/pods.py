@@ -289,7 +289,7 @@ def status(show_all: bool, as_json: bool) -> None:
     """Show pods (from our state, joined with the live API): status, uptime, $/h and $ so far."""
     from rich.table import Table
 
-    from ..money import usd
+    from ..money import per_hour, usd
 
     cloud, api, store = _open()
     try:
@@ -314,7 +314,7 @@ def status(show_all: bool, as_json: bool) -> None:
         table.add_column(col, no_wrap=True)
     for r in rows:
         table.add_row(r["name"], r["pod_id"] or "-", r["gpu"] or "?", r["data_center"] or "?", r["status"],
-                      _duration(r["uptime_s"]), usd(r["usd_per_hr"]),
+                      _duration(r["uptime_s"]), per_hour(r["usd_per_hr"])[:-2],
                       "?" if r["usd_so_far"] is None else usd(r["usd_so_far"], like=total),
                       _clock(r["watchdog_deadline"]) if r["watchdog_deadline"] else "-")
     console.print(table)

@@ -68,7 +68,8 @@ def write_report(dest_dir: Path, data: ReportData) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     config_names = [_copy_config(path, folder / "configs") for path in data.configs]
     captions = _copy_captions(data.captions_dir, folder / "captions", data.trigger) if data.captions_dir else None
-    plot = plot_selection(data.selection, folder / "loss.png") if data.selection else None
+    title = f"{data.job} · trigger {data.trigger} · {data.gpu_class}"
+    plot = plot_selection(data.selection, folder / "loss.png", title) if data.selection else None
     text = _markdown(data, config_names, captions, plot)
     report = folder / "report.md"
     report.write_text(redact(text))

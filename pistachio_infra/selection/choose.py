@@ -303,8 +303,8 @@ def _steps_text(steps: list[int]) -> str:
     return ", ".join(map(str, steps)) if len(steps) <= 8 else f"{steps[0]}, {steps[1]}, … {steps[-1]}"
 
 
-def plot_selection(selection: Selection, path: Path) -> Path:
+def plot_selection(selection: Selection, path: Path, title: str | None = None) -> Path:
     """Write the loss plot (PNG): see lossplot.py."""
     from .lossplot import plot_losses
 
-    return plot_losses(selection, Path(path))
+    return plot_losses(selection, Path(path), title)

@@ -13,13 +13,14 @@ if TYPE_CHECKING:
     from .choose import Selection
 
 
-def plot_losses(sel: Selection, path: Path) -> Path:
+def plot_losses(sel: Selection, path: Path, title: str | None = None) -> Path:
+    """`title`: who the run is (job, trigger, GPU class); the verdict and chosen step follow it."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     from .choose import smooth
 
-    fig = Figure(figsize=(9, 5), dpi=110)
+    fig = Figure(figsize=(11, 5), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
 
@@ -50,9 +51,9 @@ def plot_losses(sel: Selection, path: Path) -> Path:
 
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.set_title(f"{sel.run_dir.name}: {sel.verdict}, step {sel.step}")
+    ax.set_title(f"{title or sel.run_dir.name}: {sel.verdict}, step {sel.step}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # beside, not on, the curves
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
