@@ -139,8 +139,14 @@ def run_cmd(file: Path, replan: bool, yes: bool) -> None:
             records.save_plan(c.name, cloud_name, fingerprint=c.fingerprint, source=str(c.path),
                               budget_usd=c.settings.budget_usd, plan=plan_records(ctx))
         t0 = time.monotonic()
-        outcome = Executor(c, cloud, store, records, lambda m: console.print(f"  {m}")).run()
+        from ..campaign.watch import job_warnings, watching
+
+        with watching(console, c.name, cloud_name) as say:
+            outcome = Executor(c, cloud, store, records, say).run()
         console.print()
+        for row in records.jobs(c.name, cloud_name):  # what each job warned about, not only where its log is
+            for line in job_warnings(row.get("log_path")):
+                console.print(f"  {row['job']}: {line}", markup=False)
         status = "[green]complete[/green]" if outcome.complete else "[yellow]incomplete[/yellow]"
         spent = usd(outcome.spent_usd, like=outcome.budget_usd)  # never looks over budget through rounding
         console.print(f"campaign {c.name}: {status}: {len(outcome.done)}/{len(c.jobs)} done, "
