@@ -123,14 +123,28 @@ def publish(folder: Path, repo_id: str, *, token: str, endpoint: str | None = No
 
 def pull(repo_id: str, dest: Path, *, token: str | None, endpoint: str | None = None) -> Path:
     """Download a published LoRA's repo into `dest`; returns the adapter's path there."""
+    import sys
+    import warnings
+
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from tqdm import TqdmExperimentalWarning
+    from tqdm.rich import tqdm as rich_tqdm
 
+    was_disabled = are_progress_bars_disabled()
+    disable_progress_bars()  # no raw per-file tqdm bars: one rich bar for the repo, on a terminal only
     try:
-        folder = snapshot_download(repo_id, token=token, endpoint=endpoint, local_dir=str(dest))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TqdmExperimentalWarning)
+            folder = snapshot_download(repo_id, token=token, endpoint=endpoint, local_dir=str(dest),
+                                       tqdm_class=rich_tqdm if sys.stderr.isatty() else None)
     except (RepositoryNotFoundError, HfHubHTTPError) as exc:
         raise PublishError(f"{repo_id} is not readable on the Hugging Face Hub ({type(exc).__name__})",
                            "check the job name and that HF_TOKEN can read the repo") from None
+    finally:
+        if not was_disabled:
+            enable_progress_bars()
     lora = Path(folder) / LORA_FILE
     if not lora.is_file():
         raise PublishError(f"{repo_id} holds no {LORA_FILE}", "the run did not finish publishing; rerun `train`")
