@@ -53,7 +53,12 @@ def demo(images: int, epochs: int, keep_sandbox: bool, restart: bool) -> None:
     console.print(f"[bold]pistachio-infra demo[/bold] (state in {home})")
     if not was_running:
         console.print("  starting the local sandbox (a RunPod stand-in on 127.0.0.1)")
-    control.ensure_running()
+    if was_running:
+        control.ensure_running()
+    else:
+        from ..paths import data_dir
+
+        control.start(control.sandbox_dir(), data_dir() / "demo-scenario.toml")
     project_dir = home / "demo-project"
     dataset = project_dir / "images"
     if len(list(dataset.glob("*.png"))) != images:
