@@ -127,8 +127,9 @@ def run_cmd(file: Path, replan: bool, yes: bool) -> None:
         done = {r["job"] for r in records.jobs(c.name, cloud_name) if r["status"] == "done"}
         if stored is not None and stored["fingerprint"] == c.fingerprint and not replan:
             console.print(f"campaign [bold]{c.name}[/bold]: resuming ({len(done)} of {len(c.jobs)} jobs done)")
-            ask([f"  the remaining {len(c.jobs) - len(done)} job(s) rent GPUs within the budget "
-                 f"{usd(c.settings.budget_usd)}"], yes=yes, command="campaign run", echo=console.print)
+            if len(done) < len(c.jobs):  # nothing left: nothing to rent, nothing to ask
+                ask([f"  the remaining {len(c.jobs) - len(done)} job(s) rent GPUs within the budget "
+                     f"{usd(c.settings.budget_usd)}"], yes=yes, command="campaign run", echo=console.print)
         else:
             spent_usd = _campaign_spent(store, c.name, cloud_name)
             todo = [j.name for j in c.jobs if j.name not in done]
