@@ -6,11 +6,11 @@ and credentials, so the same code path runs against the sandbox and against RunP
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from .catalog import RepoPin
 from .credentials import get_secret
+from .settings import get_settings
 
 RUNPOD_REST_URL = "https://api.runpod.io/v2"
 RUNPOD_GRAPHQL_BASE = "https://api.runpod.io"
@@ -45,7 +45,7 @@ class Cloud:
 
 
 def sandbox_enabled() -> bool:
-    return os.environ.get("PISTACHIO_SANDBOX", "").lower() in {"1", "true", "yes", "on"}
+    return get_settings().sandbox
 
 
 def resolve_cloud() -> Cloud:
@@ -64,11 +64,12 @@ def resolve_cloud() -> Cloud:
             repo_overrides=dict(info.repos),
             http_url_template=SANDBOX_HTTP_URL,
         )
+    knobs = get_settings()
     return Cloud(
-        rest_url=os.environ.get("PISTACHIO_RUNPOD_REST_URL", RUNPOD_REST_URL),
-        graphql_base=os.environ.get("RUNPOD_API_BASE_URL", RUNPOD_GRAPHQL_BASE),
+        rest_url=knobs.runpod_rest_url or RUNPOD_REST_URL,
+        graphql_base=knobs.runpod_graphql_base or RUNPOD_GRAPHQL_BASE,
         api_key=get_secret("RUNPOD_API_KEY", required=True) or "",
-        hf_endpoint=os.environ.get("HF_ENDPOINT", HF_ENDPOINT),
+        hf_endpoint=knobs.hf_endpoint or HF_ENDPOINT,
         hf_token=get_secret("HF_TOKEN"),
         sandbox=False,
     )

@@ -169,7 +169,6 @@ def resolve(
     1 when something is unresolved, ambiguous, gated without access, or failed to install.
     """
     import json
-    import os
     from pathlib import Path
 
     from ..comfy.install import install as apply_plan
@@ -179,6 +178,7 @@ def resolve(
     from ..credentials import get_secret
     from ..endpoints import HF_ENDPOINT, resolve_cloud, sandbox_enabled
     from ..errors import ConfigError
+    from ..settings import get_settings
 
     if not pod and not comfy_dir:
         raise ConfigError("no ComfyUI given", "add --comfy-dir /path/to/ComfyUI, or --pod POD for a pod's ComfyUI")
@@ -190,7 +190,7 @@ def resolve(
         hf_endpoint, hf_token = cloud.hf_endpoint, cloud.hf_token
     else:
         cloud = None
-        hf_endpoint, hf_token = os.environ.get("HF_ENDPOINT", HF_ENDPOINT), get_secret("HF_TOKEN")
+        hf_endpoint, hf_token = get_settings().hf_endpoint or HF_ENDPOINT, get_secret("HF_TOKEN")
     store = None
     if pod:
         target, store = _pod_target(pod, comfy_dir, cloud)

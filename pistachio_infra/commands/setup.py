@@ -63,8 +63,9 @@ def _which(program: str, *extra_dirs: str) -> str | None:
 def _secret_check(name: str, required: bool) -> Check:
     from ..credentials import HOW_TO_GET, _file_secrets
     from ..errors import CredentialsError
+    from ..settings import get_settings
 
-    if os.environ.get(name):
+    if get_settings().secret(name):
         return Check(name, True, required, "set (environment)")
     try:
         in_file = name in _file_secrets()
