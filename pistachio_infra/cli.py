@@ -7,7 +7,6 @@ imports runpod, pulumi, wandb, fabric, huggingface_hub or rich.progress.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
 import click
@@ -43,6 +42,28 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def _sandbox_flag(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        from .endpoints import CloudChoice
+
+        choice = ctx.find_object(CloudChoice)
+        if choice is not None:
+            choice.use_sandbox()
+
+
+def _accept_sandbox_flag(command: click.Command) -> click.Command:
+    """Let `--sandbox` follow any command name too (`train JOB --sandbox`), down through subcommands."""
+    if not getattr(command, "_pistachio_sandbox_flag", False):
+        if not any("--sandbox" in p.opts for p in command.params if isinstance(p, click.Option)):
+            command.params.append(click.Option(["--sandbox"], is_flag=True, expose_value=False, is_eager=True,
+                                               callback=_sandbox_flag, help="Same as the global --sandbox."))
+        command._pistachio_sandbox_flag = True  # type: ignore[attr-defined]
+        if isinstance(command, click.Group):
+            for sub in command.commands.values():
+                _accept_sandbox_flag(sub)
+    return command
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -53,7 +74,7 @@ class LazyGroup(click.Group):
             return None
         module_name, attr, _ = entry
         module = importlib.import_module(f"pistachio_infra.commands.{module_name}")
-        return getattr(module, attr)
+        return _accept_sandbox_flag(getattr(module, attr))
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help_text) for name, (_, _, help_text) in COMMANDS.items()]
@@ -69,7 +90,8 @@ class LazyGroup(click.Group):
     envvar="PISTACHIO_SANDBOX",
     help="Use the local RunPod sandbox (started if needed) instead of RunPod. Same as PISTACHIO_SANDBOX=1.",
 )
-def cli(sandbox: bool) -> None:
+@click.pass_context
+def cli(ctx: click.Context, sandbox: bool) -> None:
     """Train character LoRAs on rented RunPod GPUs and install them into ComfyUI.
 
     \b
@@ -78,8 +100,11 @@ def cli(sandbox: bool) -> None:
                  pistachio-infra doctor      (what is missing and how to fix it)
                  pistachio-infra train JOB   (images in, LoRA in ComfyUI out, pod torn down)
     """
+    from .endpoints import CloudChoice
+
+    ctx.obj = CloudChoice(sandbox=False)  # the one cloud choice for this invocation; commands resolve it once
     if sandbox:
-        os.environ["PISTACHIO_SANDBOX"] = "1"
+        ctx.obj.use_sandbox()
 
 
 def main() -> None:

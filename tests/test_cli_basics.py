@@ -36,3 +36,28 @@ def test_help_imports_nothing_heavy():
 def test_every_command_module_loads():
     for name in COMMANDS:
         assert cli.get_command(None, name) is not None, name
+
+
+def _all_commands(command, path=()):
+    import click
+
+    yield path, command
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from _all_commands(sub, (*path, name))
+
+
+def test_sandbox_flag_is_accepted_after_every_command_name():
+    for name in COMMANDS:
+        for path, command in _all_commands(cli.get_command(None, name), (name,)):
+            assert any("--sandbox" in p.opts for p in command.params), " ".join(path)
+
+
+def test_sandbox_flag_after_the_command_name_chooses_the_sandbox(tmp_path):
+    env = {"PISTACHIO_HOME": str(tmp_path), "PISTACHIO_SANDBOX": ""}  # restored by CliRunner afterwards
+    before = CliRunner().invoke(cli, ["doctor"], env=env)
+    after = CliRunner().invoke(cli, ["doctor", "--sandbox"], env=env)
+    global_flag = CliRunner().invoke(cli, ["--sandbox", "doctor"], env=env)
+    assert "pistachio-infra doctor (RunPod)" in before.output
+    assert "pistachio-infra doctor (sandbox)" in after.output
+    assert "pistachio-infra doctor (sandbox)" in global_flag.output

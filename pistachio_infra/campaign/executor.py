@@ -82,7 +82,7 @@ class Executor:
     def __init__(self, campaign: Campaign, cloud: Any, store: Store, records: CampaignRecords, say: Any) -> None:
         self.c = campaign
         self.cloud = cloud
-        self.cloud_name = "sandbox" if cloud.sandbox else "runpod"
+        self.cloud_name = cloud.name
         self.store = store
         self.records = records
         self.say = say

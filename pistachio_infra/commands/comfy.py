@@ -175,22 +175,16 @@ def resolve(
     from ..comfy.resolve import resolve_workflow
     from ..comfy.target import LocalTarget
     from ..comfy.workflow import load_workflow
-    from ..credentials import get_secret
-    from ..endpoints import HF_ENDPOINT, resolve_cloud, sandbox_enabled
+    from ..endpoints import cloud_choice, resolve_cloud
     from ..errors import ConfigError
-    from ..settings import get_settings
 
     if not pod and not comfy_dir:
         raise ConfigError("no ComfyUI given", "add --comfy-dir /path/to/ComfyUI, or --pod POD for a pod's ComfyUI")
     load_workflow(workflow)  # bad input fails here, before any connection
     parsed = _parse_choices(choices)
     console = _console(stderr=as_json)
-    if pod or sandbox_enabled():
-        cloud = resolve_cloud()
-        hf_endpoint, hf_token = cloud.hf_endpoint, cloud.hf_token
-    else:
-        cloud = None
-        hf_endpoint, hf_token = get_settings().hf_endpoint or HF_ENDPOINT, get_secret("HF_TOKEN")
+    cloud = resolve_cloud() if pod else None
+    hf_endpoint, hf_token = (cloud.hf_endpoint, cloud.hf_token) if cloud else cloud_choice().hub()
     store = None
     if pod:
         target, store = _pod_target(pod, comfy_dir, cloud)

@@ -46,7 +46,7 @@ def _open() -> tuple[Cloud, RunPodApi, Store]:
 
 
 def _cloud_name(cloud: Cloud) -> str:
-    return "sandbox" if cloud.sandbox else "runpod"
+    return cloud.name
 
 
 # --- up ---------------------------------------------------------------------------------------------------
@@ -287,7 +287,7 @@ def status(show_all: bool) -> None:
     records = store.pods(cloud=_cloud_name(cloud), live_only=not show_all)
     live = {p.id: p for p in api.list_pods()}
     now = time.time()
-    table = Table(title=f"pods ({'sandbox' if cloud.sandbox else 'RunPod'})")
+    table = Table(title=f"pods ({cloud.label})")
     for col in ("name", "pod id", "gpu", "dc", "status", "uptime", "$/h", "$ so far (est.)", "watchdog deadline"):
         table.add_column(col)
     total = 0.0

@@ -110,7 +110,7 @@ class Lock(_Model):
 
 
 def cloud_name(cloud: Cloud) -> str:
-    return "sandbox" if cloud.sandbox else "runpod"
+    return cloud.name
 
 
 # --- reading and writing ------------------------------------------------------------------------------------------

@@ -209,7 +209,7 @@ def minimum_usd(job: Job, classes: tuple[str, ...], cloud: Any, train_images: in
             close()
     if not offers:
         return None
-    timings = load_timings("sandbox" if cloud.sandbox else "runpod")
+    timings = load_timings(cloud.name)
     fixed = timings.provision_s[0] + timings.bootstrap_cold_s[0] + timings.train_fixed_s[0]
     every = cadence_steps(job, train_images)
     return min(o.price_per_hr * (fixed + every * timings.step_band(o.gpu_class)[0]) / 3600 for o in offers)
@@ -256,7 +256,7 @@ def project_key(req: TrainRequest) -> str:
 
 
 def _open_run(req: TrainRequest, store: Store, cloud: Any, fingerprint: str, console: Any) -> tuple[int, dict]:
-    cloud_name = "sandbox" if cloud.sandbox else "runpod"
+    cloud_name = cloud.name
     last = store.latest_job(req.job.name, cloud=cloud_name, campaign=req.campaign, project=project_key(req))
     if last is not None and last["status"] != "done":
         if not req.restart and last["spec"].get("fingerprint") == fingerprint:

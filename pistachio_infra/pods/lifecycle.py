@@ -150,7 +150,7 @@ class PodLifecycle:
     ) -> None:
         self.api = api
         self.store = store
-        self.cloud_name = "sandbox" if cloud.sandbox else "runpod"
+        self.cloud_name = cloud.name
         self.timings = timings or PodTimings.from_env()
         self.report = report or (lambda _msg: None)
         self.touched: list[str] = []  # record names this lifecycle created or took over (teardown's list)
