@@ -204,9 +204,7 @@ def minimum_usd(job: Job, classes: tuple[str, ...], cloud: Any, train_images: in
     try:
         offers = [o for o in live_offers(api, classes) if o.price_per_hr]
     finally:
-        close = getattr(api, "close", None)
-        if close is not None:
-            close()
+        api.close()
     if not offers:
         return None
     timings = load_timings(cloud.name)

@@ -183,7 +183,7 @@ def pod_session(
                 stuck = [(name, rec.pod_id if (rec := store.pod(name)) else None) for name, _ in failures]
                 first = store.pod(stuck[0][0]) if stuck else None
                 if own_api:
-                    _quietly(getattr(api, "close", lambda: None))
+                    _quietly(api.close)
                 if own_store:
                     _quietly(store.close)
                 if failures and sys.exc_info()[1] is None:
