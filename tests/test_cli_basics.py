@@ -4,7 +4,7 @@ import sys
 from click.testing import CliRunner
 
 from pistachio_infra import __version__
-from pistachio_infra.cli import COMMANDS, cli
+from pistachio_infra.cli import COMMANDS, SUMMARY_LIMIT, cli, summary
 
 HEAVY = ("runpod", "pulumi", "wandb", "fabric", "huggingface_hub", "rich.progress", "paramiko")
 
@@ -61,3 +61,12 @@ def test_sandbox_flag_after_the_command_name_chooses_the_sandbox(tmp_path):
     assert "pistachio-infra doctor (RunPod)" in before.output
     assert "pistachio-infra doctor (sandbox)" in after.output
     assert "pistachio-infra doctor (sandbox)" in global_flag.output
+
+
+def test_the_help_list_is_the_commands_own_docstring_read_without_importing_it():
+    from click.utils import make_default_short_help
+
+    for name, entry in COMMANDS.items():
+        command = cli.get_command(None, name)
+        expected = make_default_short_help(command.help or "", SUMMARY_LIMIT)
+        assert expected and summary(*entry) == expected, name
