@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import click
-from click.utils import make_default_short_help
 
 from . import __version__
 from .errors import PistachioError
@@ -85,7 +84,7 @@ def summary(module_name: str, attr: str) -> str:
         return ""
     prefix = "r" if source[opening - 1] in "rR" else ""
     doc = inspect.cleandoc(ast.literal_eval(prefix + source[opening:closing + 3]))
-    return make_default_short_help(doc.split("\f", 1)[0], SUMMARY_LIMIT)
+    return click.Command(attr, help=doc).get_short_help_str(SUMMARY_LIMIT)  # click's own rule, as if imported
 
 
 class LazyGroup(click.Group):

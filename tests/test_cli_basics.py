@@ -64,9 +64,6 @@ def test_sandbox_flag_after_the_command_name_chooses_the_sandbox(tmp_path):
 
 
 def test_the_help_list_is_the_commands_own_docstring_read_without_importing_it():
-    from click.utils import make_default_short_help
-
     for name, entry in COMMANDS.items():
-        command = cli.get_command(None, name)
-        expected = make_default_short_help(command.help or "", SUMMARY_LIMIT)
+        expected = cli.get_command(None, name).get_short_help_str(SUMMARY_LIMIT)
         assert expected and summary(*entry) == expected, name
