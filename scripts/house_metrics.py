@@ -112,8 +112,10 @@ def main() -> None:
         print(f"  {a} -> {b}")
     grep = subprocess.run(["grep", "-rn", "os.environ", "pistachio_infra", "--include=*.py"],
                           cwd=ROOT, capture_output=True, text=True).stdout.splitlines()
-    reads = [g for g in grep if "settings.py" not in g and "cli.py" not in g]
-    print(f"os.environ lines: {len(grep)} (outside settings.py and cli.py: {len(reads)})")
+    rest = [g for g in grep if not g.startswith(("pistachio_infra/settings.py", "pistachio_infra/cli.py"))]
+    print(f"os.environ lines: {len(grep)} (outside settings.py and cli.py: {len(rest)})")
+    for line in rest:
+        print("  " + line[:150])
 
 
 if __name__ == "__main__":
