@@ -67,3 +67,17 @@ def test_the_help_list_is_the_commands_own_docstring_read_without_importing_it()
     for name, entry in COMMANDS.items():
         expected = cli.get_command(None, name).get_short_help_str(SUMMARY_LIMIT)
         assert expected and summary(*entry) == expected, name
+
+
+def test_the_cloud_is_resolved_once_per_invocation_and_named(monkeypatch):
+    import click
+
+    from pistachio_infra.endpoints import CloudChoice, resolve_cloud
+
+    monkeypatch.setenv("RUNPOD_API_KEY", "rpa_TESTKEY_123456")
+    monkeypatch.delenv("PISTACHIO_SANDBOX", raising=False)
+    with click.Context(cli, obj=CloudChoice(sandbox=False)):
+        first = resolve_cloud()
+        assert resolve_cloud() is first
+        assert (first.name, first.label) == ("runpod", "RunPod")
+    assert resolve_cloud() is not first  # outside an invocation: resolved on every call
