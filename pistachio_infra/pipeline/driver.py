@@ -54,6 +54,7 @@ class TrainRequest:
     network_volume: tuple[str, str] | None = None  # (volume id, data center): this one instead of the env stack's
     campaign: str | None = None  # the campaign this run belongs to (its runs resume separately from `train`)
     allow_drift: bool = False  # train even when the pod cannot be made exactly as the project's pistachio.lock
+    verify: bool = True  # render samples with and without the LoRA after install (--no-verify: skip)
 
 
 @dataclass
@@ -304,6 +305,9 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
         project_lock=project_lock(req, cloud), allow_drift=req.allow_drift,
     )
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    from .verify import plan_for, record_plan
+
+    ctx.verify_plan = plan_for(req.job, req.project, cloud, classes, req.verify)
     for warning in dataset.warnings:
         ctx.say(f"[yellow]warning:[/yellow] {warning}")
     ctx.say(f"preflight ok: {len(dataset.usable)} images ({len(dataset.train)} train / {len(dataset.eval)} eval), "
@@ -314,6 +318,7 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
     ctx.say(f"durable result: the private HF repo {repo_id}" if repo_id else
             "no durable destination (set project.hf_namespace in pistachio.toml): the LoRA lives on this "
             "machine only, so stay attached until the run ends")
+    record_plan(ctx)
     try:
         _drive(ctx)
     except KeyboardInterrupt:

@@ -1,0 +1,109 @@
+"""The `verify` stage: after install, the samples (with and without the LoRA, same seeds) through the ComfyUI the
+plan chose before renting (verify/plan.py). The rendering itself is verify/render.py, which runs anywhere."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ..errors import PistachioError
+from .context import RunContext
+from .results import Event, HarvestDone, InstallDone, VerifyDone
+
+SAMPLES_DIR = "samples"
+
+
+def plan_for(ctx_job: Any, project: Any, cloud: Any, classes: tuple[str, ...], enabled: bool) -> Any:
+    """The verify plan of a run (free: it only asks the configured ComfyUI what it has)."""
+    from ..catalog import gpu_class
+    from ..verify.plan import plan_verify
+    from ..verify.prompts import DEFAULT_COUNT
+
+    stills = len(ctx_job.sample_prompts) if ctx_job.sample_prompts else DEFAULT_COUNT
+    cls = gpu_class(classes[0]) if classes else None
+    return plan_verify(enabled=enabled, base_model=ctx_job.base_model,
+                       comfyui_url=project.project.comfyui_url if project is not None else None,
+                       stills=stills, clips=1 if ctx_job.sample_clip else 0,
+                       cloud_name="sandbox" if cloud.sandbox else "runpod", pod_tier=cls.tier if cls else 48,
+                       pod_price_per_hr=cls.price_hint_usd_hr if cls else None)
+
+
+def record_plan(ctx: RunContext) -> None:
+    """Say where the samples render and the run's estimate before renting, with the verify part in it."""
+    plan = ctx.verify_plan
+    if plan is None:
+        return
+    ctx.say(plan.line())
+    base = _training_estimate(ctx)
+    total_s = usd_total = None
+    if base is not None:
+        total_s, usd_total = base.seconds[1] + plan.seconds[1], base.usd[1] + plan.usd[1]
+        from ..money import usd
+
+        ctx.say(f"estimate before renting: ~{usd(usd_total)} and ~{total_s / 60:.1f} min on {base.gpu_class} at its "
+                f"list price (training ~{usd(base.usd[1])}, {base.seconds[1] / 60:.1f} min; verify "
+                f"{'skipped' if not plan.runs else f'{usd(plan.usd[1])}, {plan.seconds[1]:.0f}s'})")
+    ctx.store.add_event(ctx.job_id, Event.VERIFY_PLAN, {
+        "where": plan.where, "reason": plan.reason, "seconds": list(plan.seconds), "usd": list(plan.usd),
+        "samples": plan.samples, "clips": plan.clips, "run_seconds": total_s, "run_usd": usd_total})
+
+
+def _training_estimate(ctx: RunContext) -> Any:
+    """The campaign cost model's estimate of the training part on the first class at its list price (free)."""
+    from ..campaign.costmodel import demand_for, estimate, load_timings
+    from ..catalog import gpu_class
+
+    try:
+        cls = gpu_class(ctx.gpu_classes[0])
+        demand = demand_for(ctx.job, ctx.gpu_classes)
+        return estimate(demand, cls.name, cls.price_hint_usd_hr, load_timings("sandbox" if ctx.cloud.sandbox
+                                                                               else "runpod"))
+    except PistachioError:
+        return None
+
+
+def prompts_for(ctx: RunContext) -> list[str]:
+    from ..verify.prompts import default_prompts, with_trigger
+
+    job = ctx.job
+    if job.sample_prompts:
+        return [with_trigger(p, job.trigger) for p in job.sample_prompts]
+    captions = [p.read_text(errors="replace") for p in sorted(ctx.captions_dir.glob("*.txt"))] \
+        if ctx.captions_dir.is_dir() else []
+    return default_prompts(captions, job.trigger, job.character, seed=job.seed)
+
+
+def verify(ctx: RunContext) -> VerifyDone:
+    from ..verify.client import ComfyClient, ComfyError
+    from ..verify.render import SHEET, plan_samples, render_samples
+
+    plan = ctx.verify_plan
+    if plan is None or not plan.runs:
+        reason = plan.reason if plan is not None else "not planned"
+        if plan is not None and plan.reason != "--no-verify":
+            ctx.note(f"samples not rendered: {reason}")
+        return VerifyDone(where="skipped", reason=reason)
+    harvested, installed = ctx.stages.get(HarvestDone), ctx.stages.get(InstallDone)
+    if harvested is None or installed is None or not installed.installed:
+        ctx.note("samples not rendered: the LoRA was not installed into comfyui_loras_dir")
+        return VerifyDone(where="skipped", reason="the LoRA was not installed")
+    lora = Path(harvested.path).name
+    with ComfyClient(plan.url) as client:
+        if not any(n.rsplit("/", 1)[-1] == lora for n in client.models("loras")):
+            raise ComfyError(f"the ComfyUI at {plan.url} does not list {lora} in models/loras (the LoRA went to "
+                             f"{installed.installed})",
+                             "set project.comfyui_loras_dir to that ComfyUI's models/loras folder, or pass "
+                             "--no-verify")
+        samples = plan_samples(prompts_for(ctx), seed=ctx.job.seed, resolution=ctx.job.resolutions[0],
+                               clip=ctx.job.sample_clip)
+        ctx.say(f"rendering {len(samples)} sample(s) with and without {lora} on {plan.url}")
+        folder = ctx.run_folder / SAMPLES_DIR
+        result = render_samples(client, plan.files, samples, lora=lora, out_dir=folder,
+                                prefix=f"pistachio/{ctx.job.name}-{ctx.job_id}", say=ctx.say)
+    if not result.rendered:
+        raise PistachioError("no sample was rendered", "give [jobs.X] sample_prompts, or pass --no-verify")
+    ctx.say(f"samples: {folder / SHEET} ({result.seconds:.1f}s)")
+    return VerifyDone(where=plan.where, reason=plan.reason, url=plan.url, folder=str(folder),
+                      sheet=str(result.sheet), samples=tuple(asdict(r) for r in result.rendered),
+                      seconds=round(result.seconds, 3))
