@@ -125,7 +125,7 @@ def _money(value: float | None) -> str:
     return "—" if value is None else usd(value)
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
@@ -187,8 +187,8 @@ def _markdown(data: ReportData, configs: list[str], captions: CaptionSummary | N
     out += ["", "## Timings", ""]
     if data.stage_seconds:
         out += ["| stage | time |", "|---|---:|"]
-        out += [f"| {stage} | {_duration(sec)} |" for stage, sec in data.stage_seconds.items()]
-        out.append(f"| **total** | {_duration(sum(data.stage_seconds.values()))} |")
+        out += [f"| {stage} | {duration(sec)} |" for stage, sec in data.stage_seconds.items()]
+        out.append(f"| **total** | {duration(sum(data.stage_seconds.values()))} |")
     else:
         out.append("No stage timings recorded.")
 

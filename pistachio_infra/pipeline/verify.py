@@ -41,9 +41,11 @@ def record_plan(ctx: RunContext) -> None:
         total_s, usd_total = base.seconds[1] + plan.seconds[1], base.usd[1] + plan.usd[1]
         from ..money import usd
 
-        ctx.say(f"estimate before renting: ~{usd(usd_total)} and ~{total_s / 60:.1f} min on {base.gpu_class} at its "
-                f"list price (training ~{usd(base.usd[1])}, {base.seconds[1] / 60:.1f} min; verify "
-                f"{'skipped' if not plan.runs else f'{usd(plan.usd[1])}, {plan.seconds[1]:.0f}s'})")
+        from .report import duration
+
+        part = "skipped" if not plan.runs else f"{usd(plan.usd[1])}, {duration(plan.seconds[1])}"
+        ctx.say(f"estimate before renting: ~{usd(usd_total)} and ~{duration(total_s)} on {base.gpu_class} at its "
+                f"list price (training ~{usd(base.usd[1])}, {duration(base.seconds[1])}; verify {part})")
     ctx.store.add_event(ctx.job_id, Event.VERIFY_PLAN, {
         "where": plan.where, "reason": plan.reason, "seconds": list(plan.seconds), "usd": list(plan.usd),
         "samples": plan.samples, "clips": plan.clips, "run_seconds": total_s, "run_usd": usd_total})
