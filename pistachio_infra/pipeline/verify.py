@@ -40,7 +40,6 @@ def record_plan(ctx: RunContext) -> None:
     if base is not None:
         total_s, usd_total = base.seconds[1] + plan.seconds[1], base.usd[1] + plan.usd[1]
         from ..money import usd
-
         from .report import duration
 
         part = "skipped" if not plan.runs else f"{usd(plan.usd[1])}, {duration(plan.seconds[1])}"

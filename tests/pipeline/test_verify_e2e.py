@@ -11,9 +11,8 @@ from pathlib import Path
 import comfyui_standin
 import pytest
 import tomlkit
-from PIL import Image
-
 from helpers import wait_until
+from PIL import Image
 
 from .conftest import cli, start_cli, write_project
 

@@ -171,6 +171,14 @@ def _follow(prompt, link):
     return prompt[link[0]] if isinstance(link, list) else None
 
 
+class NodeFailure(Exception):
+    """An exception inside one node (ComfyUI reports the node that raised, not the output)."""
+
+    def __init__(self, node_id, message):
+        super().__init__(message)
+        self.node_id = node_id
+
+
 def _model_chain(root, prompt, link):
     """What the MODEL reaching the sampler is: the diffusion model and the LoRAs applied on the way."""
     loras, base = [], None
@@ -179,11 +187,15 @@ def _model_chain(root, prompt, link):
         kind, inputs = node["class_type"], node["inputs"]
         if kind == "LoraLoaderModelOnly":
             path = model_path(root, "loras", inputs["lora_name"])
-            _check_safetensors(path)
+            try:
+                _check_safetensors(path)
+            except RuntimeError as exc:
+                raise NodeFailure(link[0], str(exc)) from None
             loras.append((hashlib.sha256(path.read_bytes()).hexdigest(), float(inputs["strength_model"])))
         elif kind == "UNETLoader":
             base = inputs["unet_name"]
-        node = _follow(prompt, inputs.get("model"))
+        link = inputs.get("model")
+        node = _follow(prompt, link)
     return base, loras[::-1]
 
 
@@ -288,7 +300,8 @@ def execute(root, out_dir, prompt, outputs, seconds_per_frame=0.0):
             ui[out] = run_output(root, out_dir, prompt, out)
             time.sleep(seconds_per_frame * len(ui[out]["images"]))
         except Exception as exc:
-            messages.append(["execution_error", {"node_id": out, "node_type": prompt[out]["class_type"],
+            node = exc.node_id if isinstance(exc, NodeFailure) else out
+            messages.append(["execution_error", {"node_id": node, "node_type": prompt[node]["class_type"],
                                                  "exception_message": str(exc),
                                                  "exception_type": type(exc).__name__, "traceback": [],
                                                  "timestamp": int(time.time() * 1000)}])
