@@ -83,6 +83,22 @@ def test_train_renders_samples_with_and_without_the_lora_into_report_and_card(sa
     assert "url: samples/00-with.png" in card  # the Hub's widget gallery
     assert token not in card
 
+    # the dashboard's job page shows them side by side and serves only the listed files
+    from starlette.testclient import TestClient
+
+    from pistachio_infra.dashboard.app import create_app
+    from pistachio_infra.dashboard.data import DashboardData
+
+    data = DashboardData()
+    job = data.job(state.job_id())
+    assert job is not None and [r["prompt"] for r in job["samples"]["rows"]] == prompts
+    with TestClient(create_app(data, "t0k")) as http:
+        page = http.get(f"/job/{job['id']}?token=t0k").text
+        assert 'class="sample-with" src="/files/' in page and "samples~00-without.png" in page
+        image = http.get(f"/files/{job['id']}/samples~00-with.png?token=t0k")
+        assert image.status_code == 200 and image.content == (folder / "00-with.png").read_bytes()
+        assert http.get(f"/files/{job['id']}/samples~samples.json?token=t0k").status_code == 404
+
 
 def test_no_verify_skips_the_stage_and_lowers_the_estimate(sandbox, tmp_path, state, team_comfy):
     project = _project(tmp_path, team_comfy)
