@@ -25,8 +25,11 @@ import click
                    "report).")
 @click.option("--no-verify", "no_verify", is_flag=True,
               help="Skip the samples (with and without the LoRA, through a ready ComfyUI) after install.")
+@click.option("--verify-on-pod", is_flag=True,
+              help="When no ready ComfyUI is configured (project.comfyui_url), rent a ComfyUI pod for the samples: "
+                   "its rent and a ~21 GB download of Wan 2.1 files, both shown before renting.")
 def train(job: str, project_path: Path | None, restart: bool, recaption: bool, gpu: str | None, max_hours: float,
-          volume: bool | None, allow_drift: bool, no_verify: bool) -> None:
+          volume: bool | None, allow_drift: bool, no_verify: bool, verify_on_pod: bool) -> None:
     """Train JOB (a job in pistachio.toml, a job TOML or a dataset folder) and install its LoRA.
 
     \b
@@ -47,7 +50,8 @@ def train(job: str, project_path: Path | None, restart: bool, recaption: bool, g
     classes = tuple(c.strip() for c in gpu.split(",") if c.strip()) if gpu else ()
     request = TrainRequest(job=spec, project=project, base_dir=base, restart=restart,
                            recaption=recaption or spec.recaption, gpu=classes, max_hours=max_hours, volume=volume,
-                           allow_drift=allow_drift, verify=not no_verify)
+                           allow_drift=allow_drift, verify=not no_verify,
+                           verify_on_pod=verify_on_pod)
     console = _console()
     result = run_training(request, console)
     show_result(console, result)

@@ -55,6 +55,7 @@ class TrainRequest:
     campaign: str | None = None  # the campaign this run belongs to (its runs resume separately from `train`)
     allow_drift: bool = False  # train even when the pod cannot be made exactly as the project's pistachio.lock
     verify: bool = True  # render samples with and without the LoRA after install (--no-verify: skip)
+    verify_on_pod: bool = False  # when no ComfyUI is ready, rent a ComfyUI pod for them (its rent + ~21 GB download)
 
 
 @dataclass
@@ -307,7 +308,7 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     from .verify import plan_for, record_plan
 
-    ctx.verify_plan = plan_for(req.job, req.project, cloud, classes, req.verify)
+    ctx.verify_plan = plan_for(req.job, req.project, cloud, classes, req.verify, req.verify_on_pod)
     for warning in dataset.warnings:
         ctx.say(f"[yellow]warning:[/yellow] {warning}")
     ctx.say(f"preflight ok: {len(dataset.usable)} images ({len(dataset.train)} train / {len(dataset.eval)} eval), "

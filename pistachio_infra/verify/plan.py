@@ -4,7 +4,8 @@ Options, cheapest first:
   comfyui   a ComfyUI that already runs (project.comfyui_url: the local or the team's) and already has ComfyUI's Wan 2.1
             files: adds no rent, only its render time. The LoRA reaches it through comfyui_loras_dir (install).
   pod       a fresh ComfyUI pod (`up --role comfyui`): its rent for start + downloading ~21 GB of Wan 2.1 files +
-            rendering. Never chosen by itself: the plan quotes it so nobody downloads tens of GB unasked.
+            rendering. Chosen only when asked (`train --verify-on-pod`) and nothing is ready; otherwise the plan
+            quotes it, so nobody downloads tens of GB unasked.
   skipped   `--no-verify`, or nothing ready (the note says what the pod would cost and how to get a ready one).
 """
 
@@ -126,7 +127,8 @@ def ready_files(client: Any, models: VerifyModels) -> tuple[WanFiles | None, lis
 
 
 def plan_verify(*, enabled: bool, base_model: str, comfyui_url: str | None, stills: int, clips: int,
-                cloud_name: str, pod_tier: int, pod_price_per_hr: float | None) -> VerifyPlan:
+                cloud_name: str, pod_tier: int, pod_price_per_hr: float | None, allow_pod: bool = False,
+                pod_class: str = "") -> VerifyPlan:
     """Pick where the samples render. Asks the configured ComfyUI what it has (free, before renting)."""
     from ..money import usd
     from .client import ComfyClient, ComfyError
@@ -136,22 +138,34 @@ def plan_verify(*, enabled: bool, base_model: str, comfyui_url: str | None, stil
     models = models_for(base_model)
     if models is None:
         return VerifyPlan("skipped", f"no ComfyUI packaging of {base_model} is known")
-    pod_quote = ""
+    pod_quote, pod_plan = "", None
     if pod_price_per_hr:
-        _, cost = pod_cost(cloud_name, pod_tier, pod_price_per_hr, models, stills, clips)
+        seconds, cost = pod_cost(cloud_name, pod_tier, pod_price_per_hr, models, stills, clips)
         pod_quote = (f"; a fresh ComfyUI pod would add ~{usd(cost[1])} and download {models.gb:.1f} GB "
-                     f"({models.repo}), which is never done unasked")
+                     f"({models.repo}): ask for it with --verify-on-pod")
+        pod_plan = VerifyPlan("pod", f"a fresh ComfyUI pod ({pod_class or f'{pod_tier} GB'}; downloads "
+                                     f"{models.gb:.1f} GB from {models.repo})", samples=stills, clips=clips,
+                              files=WanFiles(models.diffusion_model.file, models.text_encoder.file, models.vae.file),
+                              seconds=seconds, usd=cost, download_gb=models.gb)
+    if allow_pod and pod_plan is not None:
+        pod_quote = ""
+
+    def fallback(why: str) -> VerifyPlan:
+        if allow_pod and pod_plan is not None:
+            return pod_plan
+        return VerifyPlan("skipped", f"{why}{pod_quote}")
+
     if not comfyui_url:
-        return VerifyPlan("skipped", "no ComfyUI with Wan 2.1 is configured: set project.comfyui_url (and "
-                                     f"comfyui_loras_dir to its models/loras){pod_quote}")
+        return fallback("no ComfyUI with Wan 2.1 is configured: set project.comfyui_url (and comfyui_loras_dir to "
+                        "its models/loras)")
     try:
         with ComfyClient(comfyui_url, timeout=10) as client:
             files, missing = ready_files(client, models)
     except ComfyError as exc:
-        return VerifyPlan("skipped", f"{exc.cause}{pod_quote}")
+        return fallback(exc.cause)
     if files is None:
-        return VerifyPlan("skipped", f"the ComfyUI at {comfyui_url} lacks {', '.join(missing)}: download them "
-                                     f"from {models.repo} into its models folders{pod_quote}")
+        return fallback(f"the ComfyUI at {comfyui_url} lacks {', '.join(missing)}: download them from {models.repo} "
+                        "into its models folders")
     seconds = render_seconds(cloud_name, 48, stills, clips)
     return VerifyPlan("comfyui", f"the ComfyUI at {comfyui_url} (already running: no rent)", samples=stills,
                       clips=clips, url=comfyui_url, files=files, seconds=seconds)

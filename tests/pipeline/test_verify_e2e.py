@@ -11,7 +11,7 @@ from pathlib import Path
 import comfyui_standin
 import pytest
 import tomlkit
-from helpers import wait_until
+from helpers import live_pods, wait_until
 from PIL import Image
 
 from .conftest import cli, start_cli, write_project
@@ -139,3 +139,26 @@ def test_a_model_file_gone_from_the_comfyui_fails_verify_with_comfyuis_error(san
     again = cli("train", "pip", "--project", str(project))
     assert again.returncode == 0, again.stdout + again.stderr
     assert len(state.result("verify")["samples"]) == 4
+
+
+def test_verify_on_pod_rents_a_comfyui_pod_only_when_asked(sandbox, sandbox_admin, tmp_path, state):
+    """No ready ComfyUI: without --verify-on-pod the stage is skipped with the pod's quote (no download unasked);
+    with it, a ComfyUI pod gets the Wan files the graph names from the hub, renders, and is terminated."""
+    project = write_project(tmp_path / "proj")
+    plain = cli("train", "pip", "--project", str(project))
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert "verify: skipped (no ComfyUI with Wan 2.1 is configured" in plain.stdout
+    assert "download 21.3 GB (Comfy-Org/Wan_2.1_ComfyUI_repackaged): ask for it with --verify-on-pod" in plain.stdout
+    assert len(sandbox_admin.pods()) == 1
+
+    done = cli("train", "pip", "--project", str(project), "--restart", "--verify-on-pod")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "on a fresh ComfyUI pod (a6000; downloads 21.3 GB from Comfy-Org/Wan_2.1_ComfyUI_repackaged)" \
+        in done.stdout
+    result = state.result("verify")
+    assert result["where"] == "pod" and len(result["samples"]) == 4
+    pods = sandbox_admin.pods()
+    assert len(pods) == 3 and live_pods(sandbox_admin) == []
+    report = next(p for p in (tmp_path / "proj" / "runs" / "pip").glob("*/report.md") if "## Samples" in
+                  p.read_text() and "samples/00-with.png" in p.read_text())
+    assert (report.parent / "samples.png").is_file()
