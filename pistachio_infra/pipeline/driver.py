@@ -1,7 +1,7 @@
 """The stage machine of one training job (one character LoRA):
 
-preflight → provision → bootstrap → upload → caption → split → render → train → select → harvest → install →
-teardown → report.
+preflight → provision → bootstrap → upload → caption → split → render → train → select → harvest → teardown →
+install → verify (samples through a ComfyUI, planned before renting; --no-verify) → report → publish.
 
 - preflight is local and free: the spec, the dataset, the credentials, a render dry-run for every requested class.
   Refused input means no pod is ever created.
