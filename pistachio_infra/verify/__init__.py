@@ -8,5 +8,6 @@ sheet.py     the contact sheet PNG (one row per prompt: without | with)
 plan.py      where the samples render (a ready ComfyUI, a ComfyUI pod, or skipped) and what that adds to the estimate
 
 graph, prompts, client, render and sheet depend on nothing but a ComfyUI URL and local folders, so the same calls
-run on a laptop or on a pod (the pod-side supervisor). May import: errors, catalog (plan only). Never pipeline.
+run on a laptop or on a pod (the pod-side supervisor). May import: errors, money, catalog (plan only). Never
+pipeline.
 """

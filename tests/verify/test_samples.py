@@ -142,7 +142,8 @@ def test_the_plan_uses_a_ready_comfyui_and_names_what_a_bare_one_lacks(comfy, tm
     assert plan.where == "skipped"
     assert "diffusion_models/wan2.1_t2v_14B_fp8_e4m3fn.safetensors (14.3 GB)" in plan.reason
     models = models_for("wan21-t2v-14b")
-    assert models is not None and f"download {models.gb:.1f} GB" in plan.reason and "never done unasked" in plan.reason
+    assert models is not None and f"download {models.gb:.1f} GB" in plan.reason
+    assert "ask for it with --verify-on-pod" in plan.reason  # never downloaded unasked
 
 
 def test_prompts_carry_the_trigger_word():
