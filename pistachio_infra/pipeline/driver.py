@@ -1,7 +1,7 @@
 """The stage machine of one training job (one character LoRA):
 
-preflight → provision → bootstrap → upload → caption → split → render → train → select → harvest → install →
-teardown → report.
+preflight → provision → bootstrap → upload → caption → split → render → train → select → harvest → teardown →
+install → verify (samples through a ComfyUI, planned before renting; --no-verify) → report → publish.
 
 - preflight is local and free: the spec, the dataset, the credentials, a render dry-run for every requested class.
   Refused input means no pod is ever created.
@@ -54,6 +54,8 @@ class TrainRequest:
     network_volume: tuple[str, str] | None = None  # (volume id, data center): this one instead of the env stack's
     campaign: str | None = None  # the campaign this run belongs to (its runs resume separately from `train`)
     allow_drift: bool = False  # train even when the pod cannot be made exactly as the project's pistachio.lock
+    verify: bool = True  # render samples with and without the LoRA after install (--no-verify: skip)
+    verify_on_pod: bool = False  # when no ComfyUI is ready, rent a ComfyUI pod for them (its rent + ~21 GB download)
 
 
 @dataclass
@@ -302,6 +304,9 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
         project_lock=project_lock(req, cloud), allow_drift=req.allow_drift,
     )
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    from .verify import plan_for, record_plan
+
+    ctx.verify_plan = plan_for(req.job, req.project, cloud, classes, req.verify, req.verify_on_pod)
     for warning in dataset.warnings:
         ctx.say(f"[yellow]warning:[/yellow] {warning}")
     ctx.say(f"preflight ok: {len(dataset.usable)} images ({len(dataset.train)} train / {len(dataset.eval)} eval), "
@@ -312,6 +317,7 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
     ctx.say(f"durable result: the private HF repo {repo_id}" if repo_id else
             "no durable destination (set project.hf_namespace in pistachio.toml): the LoRA lives on this "
             "machine only, so stay attached until the run ends")
+    record_plan(ctx)
     try:
         _drive(ctx)
     except KeyboardInterrupt:
