@@ -26,7 +26,7 @@ def plan_for(ctx_job: Any, project: Any, cloud: Any, classes: tuple[str, ...], e
     return plan_verify(enabled=enabled, base_model=ctx_job.base_model,
                        comfyui_url=project.project.comfyui_url if project is not None else None,
                        stills=stills, clips=1 if ctx_job.sample_clip else 0,
-                       cloud_name="sandbox" if cloud.sandbox else "runpod", pod_tier=cls.tier if cls else 48,
+                       cloud_name=cloud.name, pod_tier=cls.tier if cls else 48,
                        pod_price_per_hr=cls.price_hint_usd_hr if cls else None, allow_pod=allow_pod,
                        pod_class=cls.name if cls else "")
 
