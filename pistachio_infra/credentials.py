@@ -6,15 +6,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import stat
 import tomllib
 from pathlib import Path
 
 from .errors import CredentialsError
 from .paths import credentials_path
-
-SECRET_NAMES = ("RUNPOD_API_KEY", "HF_TOKEN", "WANDB_API_KEY")
+from .settings import SECRET_NAMES, get_settings
 
 HOW_TO_GET = {
     "RUNPOD_API_KEY": "create one at RunPod console → Settings → API Keys, then `export RUNPOD_API_KEY=...` "
@@ -78,7 +76,7 @@ def _hf_store_token() -> str | None:
 def _netrc_wandb() -> str | None:
     import netrc
 
-    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
+    path = get_settings().netrc or Path.home() / ".netrc"
     if not path.is_file():
         return None
     try:
@@ -99,8 +97,9 @@ def _sandbox() -> bool:
 
 def find_secret(name: str) -> tuple[str | None, str]:
     """(value, where it came from): the environment, our credentials file, or the user's existing login."""
-    if os.environ.get(name):
-        return os.environ[name], "environment"
+    from_env = get_settings().secret(name)
+    if from_env:
+        return from_env, "environment"
     in_file = _file_secrets().get(name)
     if in_file:
         return in_file, "credentials file"
@@ -120,7 +119,7 @@ def get_secret(name: str, required: bool = False) -> str | None:
 
 
 def known_secrets() -> list[str]:
-    values = [os.environ.get(n) for n in SECRET_NAMES]
+    values = [get_settings().secret(n) for n in SECRET_NAMES]
     with contextlib.suppress(CredentialsError):
         values += list(_file_secrets().values())
     if not _sandbox():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +20,6 @@ def _console() -> Any:
     from ..console import make_console
 
     return make_console()
-
-
-def _use_sandbox(sandbox: bool) -> None:
-    if sandbox:
-        os.environ["PISTACHIO_SANDBOX"] = "1"
 
 
 def _classes(gpu: tuple[str, ...]) -> tuple[str, ...]:
@@ -118,7 +112,6 @@ class _pod_remote:
 
 
 @click.command()
-@click.option("--sandbox", is_flag=True, help="Use the local sandbox (same as the global --sandbox).")
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default="pistachio.lock",
               show_default=True, help="The lock file to write (with --check: to compare with).")
 @click.option("--check", "check_pod", metavar="POD", help="Compare POD (name or id) with the lock item by item; "
@@ -137,7 +130,7 @@ class _pod_remote:
               "download record for unchanged files.")
 @click.option("--json", "as_json", is_flag=True, help="With --check: print the drift report as JSON (one document "
               "on stdout); the exit status is the same.")
-def lock(sandbox: bool, out: Path, check_pod: str | None, upgrade: str | None, yes: bool, from_pod: str | None,
+def lock(out: Path, check_pod: str | None, upgrade: str | None, yes: bool, from_pod: str | None,
          gpu: tuple[str, ...], models: tuple[str, ...], show_all: bool, rehash: bool, as_json: bool) -> None:
     """Write pistachio.lock: image, repo commits (+ submodules), the pod's Python packages, base-model files
     (revision, size, sha256), GPU-class profiles and config hashes, and the tool's version.
@@ -154,7 +147,6 @@ def lock(sandbox: bool, out: Path, check_pod: str | None, upgrade: str | None, y
     from ..lock.lockfile import load_lock, write_lock
     from ..pods.bootstrap import DEFAULT_MODELS
 
-    _use_sandbox(sandbox)
     console = _console()
     if as_json and not check_pod:
         raise click.UsageError("--json goes with --check POD")
@@ -232,7 +224,6 @@ def _describe(lock: Lock) -> str:
 
 
 @click.command()
-@click.option("--sandbox", is_flag=True, help="Use the local sandbox (same as the global --sandbox).")
 @click.option("--lock", "lock_path", type=click.Path(dir_okay=False, path_type=Path), default="pistachio.lock",
               show_default=True, help="The lock to rebuild.")
 @click.option("--gpu", multiple=True, help="GPU class(es), in fallback order (default: the cheapest 48 GB classes).")
@@ -241,7 +232,7 @@ def _describe(lock: Lock) -> str:
               help="Terminate after this long with no client attached, no job running and nobody logged in.")
 @click.option("--keep/--no-keep", default=True, show_default=True,
               help="Keep the verified pod running (until `down` or its watchdog); --no-keep only proves the lock.")
-def rebuild(sandbox: bool, lock_path: Path, gpu: tuple[str, ...], max_hours: float, idle_minutes: float,
+def rebuild(lock_path: Path, gpu: tuple[str, ...], max_hours: float, idle_minutes: float,
             keep: bool) -> None:
     """Rent a pod and bootstrap it exactly as the lock says: pinned commits, the frozen package set, model files at
     their pinned revisions checked against their sha256; then verify that nothing differs."""
@@ -254,7 +245,6 @@ def rebuild(sandbox: bool, lock_path: Path, gpu: tuple[str, ...], max_hours: flo
     from ..pods.sshkeys import public_key
     from ..pods.watchdog import WatchdogPolicy
 
-    _use_sandbox(sandbox)
     console = _console()
     pinned = load_lock(lock_path)
     if max_hours <= 0 or idle_minutes <= 0:

@@ -127,23 +127,23 @@ def _pulumi_check() -> Check:
 def doctor(as_json: bool) -> None:
     """Check credentials, SSH key and tools; say how to fix what is missing. Never prints a secret."""
     from ..console import make_console
-    from ..endpoints import sandbox_enabled
+    from ..endpoints import cloud_choice
     from ..errors import EXIT_CONFIG
 
-    sandbox = sandbox_enabled()
-    checks = run_checks(sandbox)
+    choice = cloud_choice()
+    checks = run_checks(choice.sandbox)
     missing = [c.name for c in checks if c.required and not c.ok]
     if as_json:
         import dataclasses
         import json
 
-        click.echo(json.dumps({"cloud": "sandbox" if sandbox else "runpod", "ready": not missing,
+        click.echo(json.dumps({"cloud": "sandbox" if choice.sandbox else "runpod", "ready": not missing,
                                "checks": [dataclasses.asdict(c) for c in checks]}, indent=2))
         if missing:
             raise SystemExit(EXIT_CONFIG)
         return
     console = make_console()
-    console.print(f"pistachio-infra doctor ({'sandbox' if sandbox else 'RunPod'})")
+    console.print(f"pistachio-infra doctor ({choice.label})")
     width = max(len(c.name) for c in checks)
     for c in checks:
         status = "[green]ok      [/]" if c.ok else ("[red]missing [/]" if c.required else "[yellow]optional[/]")
