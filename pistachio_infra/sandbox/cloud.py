@@ -40,7 +40,7 @@ PUBLIC_IP = "127.0.0.1"
 #: How long a booting pod's sshd may take to answer: generous, since a loaded machine (CI, parallel tests) is slow
 #: and a pod that fails here ends as ERROR, which clients treat as a dead pod and replace.
 SSHD_START_TIMEOUT_S = 60.0
-PORT_ATTEMPTS = 3
+START_ATTEMPTS = 3
 
 _ALNUM = string.ascii_lowercase + string.digits
 
@@ -762,7 +762,7 @@ class SandboxCloud:
             workspace = self.workspace(pod)
             workspace.mkdir(parents=True, exist_ok=True)
             try:
-                for attempt in range(PORT_ATTEMPTS):
+                for attempt in range(START_ATTEMPTS):
                     try:
                         await asyncio.to_thread(
                             self.host.start, pod.id, ssh_port=pod.ssh_port, public_key=pod.public_key,
@@ -771,12 +771,16 @@ class SandboxCloud:
                         )
                         break
                     except Exception as exc:  # PodStartError; this module does not import the host
-                        # another process took the port between free_port() and sshd's bind: take another one
-                        if "Address already in use" not in str(exc) or attempt == PORT_ATTEMPTS - 1:
-                            raise
-                        log.warning("pod %s: port %s was taken before sshd bound it; retrying", pod_id, pod.ssh_port)
-                        pod.ssh_port = free_port()
-                        self.store.save_pod(pod)
+                        # RunPod restarts a container that fails to start; here the usual causes are another
+                        # process taking the port between free_port() and sshd's bind ("Address already in use")
+                        # and a rare `unshare` failure on a loaded machine: start again, on a fresh port
+                        current = self.store.get_pod(pod_id)
+                        if attempt == START_ATTEMPTS - 1 or current is None or current.status != "STARTING":
+                            raise  # out of attempts, or terminated meanwhile: never bring a pod back
+                        log.warning("pod %s failed to start (%s); starting it again", pod_id, exc)
+                        current.ssh_port = free_port()
+                        self.store.save_pod(current)
+                        pod = current
             except Exception as exc:
                 log.exception("PodHost.start(%s) failed", pod_id)
                 pod = self.store.get_pod(pod_id)
