@@ -161,7 +161,7 @@ def demand_for(job: Any, classes: tuple[str, ...], data_centers: tuple[str, ...]
 
     report = preflight(job.dataset, job.trigger, job.seed, job.eval_split, job.recaption)
     usable = report.usable
-    steps = cadence_for(job, EFFECTIVE_BATCH, train_images=len(report.train)).estimated_steps
+    steps = cadence_for(job, EFFECTIVE_BATCH, train_images=report.sizes()).estimated_steps
     to_caption = len(usable) if job.recaption else sum(1 for i in usable if not i.caption)
     pixel = sum((r / 512) ** 2 for r in job.resolutions) / len(job.resolutions)
     allowed = tuple(c for c in classes if job.gpu_auto or c in job.gpu or "auto" in job.gpu)
