@@ -266,7 +266,8 @@ REFUSALS = {
     "string eval dataset": (_string_eval, "TypeError"),
     "no save cadence": (_no_save_cadence, "AssertionError"),
     "ckpt without config.json": (_no_config_json, "FileNotFoundError"),
-    "dataset dir missing": (_missing_dataset_dir, "FileNotFoundError"),
+    # utils/dataset.py@8f83dbf DirectoryDataset.__init__: `raise RuntimeError(f"Invalid path: {self.path}")`
+    "dataset dir missing": (_missing_dataset_dir, "RuntimeError: Invalid path:"),
     "dataset dir not writable": (_unwritable_dataset_dir, "Error"),
     "wandb without its keys": (_wandb_without_keys, "KeyError: 'wandb_api_key'"),
     "wandb without any api key": (_wandb_without_any_key, "api_key not configured"),

@@ -165,38 +165,100 @@ def load_wan(model):
     return wan_config
 
 
-def count_directory(directory, top, model_name):
-    """Examples contributed by one [[directory]]: top-level media files with captions, times num_repeats."""
+ROUND_DECIMAL_DIGITS = 3  # utils/dataset.py
+PIXELS_ROUND_TO = 16  # models/base.py pixels_round_to_multiple (Wan 2.1 T2V keeps the default)
+
+
+def log_warning(message):
+    # deepspeed's logger (utils/dataset.py uses deepspeed.utils.logging.logger)
+    stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
+    print(f"[{stamp}] [WARNING] [dataset.py] {message}", flush=True)
+
+
+def round_to_multiple(x):  # utils/common.py round_to_nearest_multiple
+    return int(round(x / PIXELS_ROUND_TO) * PIXELS_ROUND_TO)
+
+
+def dedup_and_sort(values):
+    return sorted({round(float(v), ROUND_DECIMAL_DIGITS) for v in values})
+
+
+def directory_setting(directory, top, key, default=None):
+    return directory.get(key, top.get(key, default))
+
+
+def aspect_ratios(directory, top):
+    """DirectoryDataset.__init__ (utils/dataset.py@8f83dbf): [1.0] without enable_ar_bucket, the user's ar_buckets
+    (a [w, h] pair is w/h), else np.geomspace(min_ar, max_ar, num_ar_buckets); rounded to 3 places, sorted."""
+    import numpy as np
+
+    if not directory_setting(directory, top, "enable_ar_bucket", False):
+        ars = [1.0]
+    elif given := directory_setting(directory, top, "ar_buckets"):
+        ars = [a[0] / a[1] if isinstance(a, (list, tuple)) else a for a in given]
+    else:
+        ars = np.geomspace(directory_setting(directory, top, "min_ar"), directory_setting(directory, top, "max_ar"),
+                           num=directory_setting(directory, top, "num_ar_buckets"))
+    return dedup_and_sort(ars)
+
+
+def size_buckets_of_directory(directory, top, model_name):
+    """{(ar, w, h, frames): [files] × num_repeats} for one [[directory]]: media files with captions, each in the
+    aspect-ratio bucket nearest in log space (_find_closest_ar_bucket), one size bucket per resolution
+    (ARBucketDataset.cache_latents: area = res², w = sqrt(area·ar), h = area/w, rounded to a multiple of 16)."""
+    import numpy as np
     from PIL import Image
 
     path = Path(directory["path"])
     if not path.is_dir():
-        raise FileNotFoundError(f"[Errno 2] No such file or directory: '{path}'")
+        raise RuntimeError(f"Invalid path: {path}")
     # the latent cache lives inside the dataset directory, so it must be writable
     cache_dir = path / "cache" / model_name
     cache_dir.mkdir(parents=True, exist_ok=True)
-    skip_empty = directory.get("skip_empty_caption", top.get("skip_empty_caption", True))
-    count = 0
-    for file in sorted(path.iterdir()):
-        if not file.is_file() or file.suffix.lower() in SKIPPED_SUFFIXES:
+    skip_empty = directory_setting(directory, top, "skip_empty_caption", True)
+    repeats = int(directory_setting(directory, top, "num_repeats", 1))
+    if repeats <= 0:
+        raise ValueError(f"num_repeats must be >0, was {repeats}")
+    ars = aspect_ratios(directory, top)
+    log_ars = np.log(ars)
+    resolutions = dedup_and_sort(
+        math.sqrt(r[0] * r[1]) if isinstance(r, (list, tuple)) else r
+        for r in directory_setting(directory, top, "resolutions")
+    )
+    by_ar = {}
+    for file in sorted(path.glob("*")):
+        if not file.is_file() or file.suffix in SKIPPED_SUFFIXES:
             continue
-        if file.suffix.lower() not in VIDEO_SUFFIXES:
-            try:
-                with Image.open(file) as im:
-                    im.verify()
-            except Exception as e:
-                print(f"WARNING: could not open {file}: {e}. Skipping.")
+        if not file.with_suffix(".txt").is_file():
+            if skip_empty:
+                log_warning(f"Cound not find caption for {file}. Skipping image.")
                 continue
-        if not file.with_suffix(".txt").is_file() and skip_empty:
-            print(f"WARNING: skipping {file} because it has no caption file")
+            log_warning(f"Cound not find caption for {file}. Using empty caption.")
+        if file.suffix.lower() in VIDEO_SUFFIXES:
+            raise NotImplementedError("sandbox stand-in: videos are not supported")
+        try:
+            with Image.open(file) as im:
+                width, height = im.size
+        except Exception as e:
+            log_warning(f"Media file {file} could not be opened. Skipping. The exception was: {e}")
             continue
-        count += 1
-    (cache_dir / "metadata.json").write_text(json.dumps({"files": count}))
-    repeats = int(directory.get("num_repeats", top.get("num_repeats", 1)))
-    return count * repeats
+        ar = ars[int(np.argmin(np.abs(np.log(width / height) - log_ars)))]
+        by_ar.setdefault(ar, []).append(file.name)
+    (cache_dir / "metadata.json").write_text(json.dumps({"ar_buckets": {str(k): v for k, v in by_ar.items()}}))
+    buckets = {}
+    for ar, files in by_ar.items():
+        for res in resolutions:
+            w = math.sqrt(res * res * ar)
+            h = res * res / w
+            key = (ar, round_to_multiple(w), round_to_multiple(h), 1)
+            buckets[key] = files * repeats
+    return buckets
 
 
-def dataset_examples(dataset_path, model_name):
+def load_dataset(dataset_path, model_name, global_batch):
+    """Dataset.post_init + ConcatenatedBatchedDataset (utils/dataset.py@8f83dbf): the same size bucket of every
+    directory is concatenated, then cut to a multiple of the global batch; a bucket cut to nothing is dropped with
+    a warning. Returns (batches per epoch, {size bucket: examples kept})."""
     with open(dataset_path, "rb") as f:
         dataset = tomllib.load(f)
     resolutions = dataset.get("resolutions")
@@ -204,10 +266,23 @@ def dataset_examples(dataset_path, model_name):
         raise KeyError("resolutions")
     if len(resolutions) > 3:
         raise RuntimeError("More than 3 resolutions set. Pass --i_know_what_i_am_doing if this is intended.")
-    total = 0
+    merged = {}
     for directory in dataset["directory"]:
-        total += count_directory(directory, dataset, model_name) * len(resolutions)
-    return total
+        for key, items in size_buckets_of_directory(directory, dataset, model_name).items():
+            merged.setdefault(key, []).extend(items)
+    kept = {}
+    for key, items in merged.items():
+        kept[key] = len(items) // global_batch * global_batch
+        if kept[key] == 0:
+            log_warning(f"size bucket {key} is being completely dropped because it doesn't have enough images")
+    batches = sum(n // global_batch for n in kept.values())
+    if batches == 0:
+        raise RuntimeError(
+            "Processed dataset was empty. Probably caused by rounding down for each size bucket.\n"
+            "Try decreasing the global batch size, or increasing num_repeats.\n"
+            f"The dataset config that triggered this error was:\n{dataset}"
+        )
+    return batches, kept
 
 
 class Curve:
@@ -392,17 +467,18 @@ class Trainer:
         gas = int(config.get("gradient_accumulation_steps", 1))
         gbs = mbs * gas
         print(f"Global batch size = {gbs}")
-        examples = dataset_examples(config["dataset"], "wan")
+        # one-frame buckets use the image micro batch (train.py: image_micro_batch_size_per_gpu, default: micro)
+        image_gbs = micro_batch(config.get("image_micro_batch_size_per_gpu", config.get("micro_batch_size_per_gpu", 1)))
+        steps_per_epoch, _ = load_dataset(config["dataset"], "wan", image_gbs * gas)
+        eval_gbs = micro_batch(config.get("eval_micro_batch_size_per_gpu", config.get("micro_batch_size_per_gpu", 1)))
+        eval_gbs *= int(config["eval_gradient_accumulation_steps"])
         eval_sets = []
         for i, eval_dataset in enumerate(config["eval_datasets"]):
             if isinstance(eval_dataset, str):
                 name, path = f"eval{i}", eval_dataset
             else:
                 name, path = eval_dataset["name"], eval_dataset["config"]
-            eval_sets.append((name, dataset_examples(path, "wan")))
-        if examples == 0:
-            raise RuntimeError("Dataset is empty: no captioned media files found")
-        steps_per_epoch = max(1, math.ceil(examples / gbs))
+            eval_sets.append((name, load_dataset(path, "wan", eval_gbs)[0]))
         epochs = int(config["epochs"])
         max_steps = config.get("max_steps")
         total_steps = epochs * steps_per_epoch if max_steps is None else min(int(max_steps), epochs * steps_per_epoch)
