@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from .catalog import RepoPin
+from .catalog import RepoPin, WheelPin
 from .credentials import get_secret
 
 RUNPOD_REST_URL = "https://api.runpod.io/v2"
@@ -30,6 +30,8 @@ class Cloud:
     sandbox: bool
     # name -> where to clone it from instead of data/sources.toml (the sandbox serves stand-in repos)
     repo_overrides: dict[str, RepoPin] = field(default_factory=dict)
+    # name -> where to download a pinned wheel from instead (the sandbox's package index serves stand-ins)
+    wheel_overrides: dict[str, WheelPin] = field(default_factory=dict)
     # a pod's exposed http port as a URL; fields: pod_id, private_port, public_port
     http_url_template: str = RUNPOD_HTTP_URL
 
@@ -62,6 +64,7 @@ def resolve_cloud() -> Cloud:
             hf_token=None,
             sandbox=True,
             repo_overrides=dict(info.repos),
+            wheel_overrides=dict(info.wheels),
             http_url_template=SANDBOX_HTTP_URL,
         )
     return Cloud(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import tomlkit
+from helpers import container_with_flash_attn
 from PIL import Image
 
 from pistachio_infra.config.project import Job
@@ -137,7 +138,8 @@ def test_t6_rendered_job_steps_equal_the_standin_trainers_and_dropped_buckets_ar
     train_cfg.pop("checkpoint_every_n_minutes", None)
     (tmp_path / "train.toml").write_text(tomlkit.dumps(train_cfg))
     (tmp_path / "scenario.json").write_text(json.dumps({"trainer": {"seconds_per_step": 0, "seconds_per_eval": 0}}))
-    env = {"PATH": f"{pod_image.bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path),
+    bin_dir = container_with_flash_attn(pod_image, tmp_path / "pod")
+    env = {"PATH": f"{bin_dir}:{pod_image.bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path),
            "PISTACHIO_STANDIN_SCENARIO": str(tmp_path / "scenario.json")}
     result = subprocess.run(["deepspeed", "--num_gpus=1", "train.py", "--deepspeed", "--config",
                              str(tmp_path / "train.toml")], cwd=standin_repos["diffusion-pipe"], env=env,

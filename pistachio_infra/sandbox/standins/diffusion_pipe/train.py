@@ -27,6 +27,25 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "submodules" / "ComfyUI"))
 
+# models/wan/attention.py@8f83dbf: flash-attn 3 if it imports, else flash-attn 2; neither is in requirements.txt
+try:
+    import flash_attn_interface  # noqa: F401
+    FLASH_ATTN_3_AVAILABLE = True
+except ModuleNotFoundError:
+    FLASH_ATTN_3_AVAILABLE = False
+try:
+    import flash_attn  # noqa: F401
+    FLASH_ATTN_2_AVAILABLE = True
+except ModuleNotFoundError:
+    FLASH_ATTN_2_AVAILABLE = False
+
+
+def flash_attention():
+    """Every Wan transformer forward (models/wan/model.py -> attention.py `flash_attention`): without flash-attn 3
+    it asserts flash-attn 2, a bare AssertionError at the first eval or step, after loading and caching."""
+    if not FLASH_ATTN_3_AVAILABLE:
+        assert FLASH_ATTN_2_AVAILABLE
+
 DTYPE_MAP = {
     "float32": "F32",
     "float16": "F16",
@@ -424,6 +443,7 @@ class Trainer:
 
     def evaluate(self, x):
         start = time.time()
+        flash_attention()
         step = x if not self.config["x_axis_examples"] else self.step
         for name in self.eval_names:
             loss = self.curve.eval_loss(step)
@@ -552,6 +572,7 @@ class Trainer:
         finished = epoch > epochs or (max_steps is not None and step >= int(max_steps))
         while not finished:
             t0 = time.time()
+            flash_attention()
             time.sleep(float(self.k["seconds_per_step"]))
             step += 1
             self.step = step
