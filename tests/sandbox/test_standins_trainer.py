@@ -46,6 +46,9 @@ def ckpt(tmp_path) -> Path:
     """A Wan checkpoint dir with the files DiffusionPipe opens (contents are not read beyond config.json)."""
     path = tmp_path / "models" / "Wan2.1-T2V-14B"
     (path / "google" / "umt5-xxl").mkdir(parents=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (path / "google" / "umt5-xxl" / name).write_text("{}")
+    (path / "google" / "umt5-xxl" / "spiece.model").write_bytes(b"\0" * 16)
     (path / "config.json").write_text(json.dumps({"model_type": "t2v", "dim": 5120, "num_layers": 40}))
     for name in ("Wan2.1_VAE.pth", "models_t5_umt5-xxl-enc-bf16.pth",
                  "diffusion_pytorch_model-00001-of-00006.safetensors"):

@@ -156,6 +156,29 @@ def micro_batch(value):
     return int(value)
 
 
+T5_TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json", "tokenizer.json", "spiece.model")
+
+
+def load_t5_tokenizer(folder):
+    """models/wan/tokenizers.py@8f83dbf: AutoTokenizer.from_pretrained(<ckpt>/google/umt5-xxl) — transformers reads
+    tokenizer_config.json (the class), special_tokens_map.json (pad/eos/unk), tokenizer.json (the fast tokenizer)
+    and spiece.model (the SentencePiece model T5Tokenizer is built from); any missing or unreadable: it fails."""
+    hint = (f"Can't load tokenizer for '{folder}'. If you were trying to load it from 'https://huggingface.co/models', "
+            "make sure you don't have a local directory with the same name. Otherwise, make sure "
+            f"'{folder}' is the correct path to a directory containing all relevant files for a T5TokenizerFast "
+            "tokenizer.")
+    for name in T5_TOKENIZER_FILES:
+        path = folder / name
+        if not path.is_file() or path.stat().st_size == 0:
+            raise OSError(hint)
+        if name.endswith(".json"):
+            try:
+                json.loads(path.read_text())
+            except ValueError as e:
+                raise OSError(f"{hint} ({name}: {e})") from e
+    print(f"Loaded T5 tokenizer from {folder}")
+
+
 def load_wan(model):
     if model["type"] != "wan":
         raise NotImplementedError(f"Model type {model['type']} is not implemented (sandbox stand-in: wan only)")
@@ -165,8 +188,7 @@ def load_wan(model):
     for needed in ("Wan2.1_VAE.pth",):
         if not (ckpt_dir / needed).is_file():
             raise FileNotFoundError(f"[Errno 2] No such file or directory: '{ckpt_dir / needed}'")
-    if not (ckpt_dir / "google" / "umt5-xxl").is_dir():
-        raise OSError(f"Can't load tokenizer for '{ckpt_dir / 'google' / 'umt5-xxl'}'.")
+    load_t5_tokenizer(ckpt_dir / "google" / "umt5-xxl")
     if "llm_path" in model:
         if not Path(model["llm_path"]).exists():
             raise FileNotFoundError(f"[Errno 2] No such file or directory: '{model['llm_path']}'")
