@@ -394,6 +394,26 @@ def test_sigterm_stops_training(job):
     proc.stderr.close()
 
 
+def test_startup_caches_then_loads_then_makes_the_run_folder_like_upstream(job):
+    """train.py@8f83dbf: dataset caching (utils/dataset.py lines) before the diffusion model load and the run
+    folder; "Global batch size" after it; --cache_only stops after caching, with no run folder."""
+    job.scenario["trainer"]["seconds_to_load_model"] = 0.0
+    result = job.run("--cache_only")
+    assert result.returncode == 0, result.stderr
+    assert not job.output.exists() or job.run_dirs() == []
+    out = result.stdout
+    marks = ["Grouped metadata is not cached. Computing ungrouped metadata and then grouping.",
+             f"caching latents: {job.data}", "caching latents: (1.26, 1)", "caching latents: (1.26, ",
+             "Building iteration order", f"caching text embeddings: {job.data}",
+             f"caching latents: {job.evaldata}"]
+    assert [out.index(m) for m in marks] == sorted(out.index(m) for m in marks)
+    assert "Global batch size" not in out
+    full = job.run()
+    assert full.returncode == 0, full.stderr
+    assert full.stdout.index(f"caching text embeddings: {job.data}") < full.stdout.index("Global batch size = 1") \
+        < full.stdout.index("steps: 1 ")
+
+
 def test_wan_without_flash_attn_fails_at_the_first_forward_like_upstream(job):
     """models/wan/attention.py@8f83dbf: `assert FLASH_ATTN_2_AVAILABLE` in the first transformer forward (here the
     eval before the first step), after the model load and the caching were done; row T5 of tests/upstream."""

@@ -75,6 +75,8 @@ SCENARIO_DEFAULTS = {
     "lora_dim": 64,
     "lora_blocks": 2,
     "seed": 0,
+    "seconds_per_cached_image": 0.0,
+    "seconds_to_load_model": 0.0,
 }
 
 
@@ -195,6 +197,13 @@ def load_wan(model):
     elif not (ckpt_dir / "models_t5_umt5-xxl-enc-bf16.pth").is_file():
         t5 = ckpt_dir / "models_t5_umt5-xxl-enc-bf16.pth"
         raise FileNotFoundError(f"[Errno 2] No such file or directory: '{t5}'")
+    return wan_config
+
+
+def load_diffusion_model(model, knobs):
+    """model.load_diffusion_model(): the transformer (Wan 14B: ~28 GB read in bf16, then cast), after caching."""
+    ckpt_dir = Path(model["ckpt_path"])
+    time.sleep(float(knobs["seconds_to_load_model"]))
     if "transformer_path" in model:
         path = Path(model["transformer_path"])
         if not path.exists():
@@ -203,7 +212,6 @@ def load_wan(model):
             raise ValueError("fp8_scaled models are not supported")
     elif not list(ckpt_dir.glob("diffusion_pytorch_model*.safetensors")):
         raise FileNotFoundError(f"No diffusion_pytorch_model*.safetensors found in {ckpt_dir}")
-    return wan_config
 
 
 ROUND_DECIMAL_DIGITS = 3  # utils/dataset.py
@@ -296,10 +304,10 @@ def size_buckets_of_directory(directory, top, model_name):
     return buckets
 
 
-def load_dataset(dataset_path, model_name, global_batch):
-    """Dataset.post_init + ConcatenatedBatchedDataset (utils/dataset.py@8f83dbf): the same size bucket of every
-    directory is concatenated, then cut to a multiple of the global batch; a bucket cut to nothing is dropped with
-    a warning. Returns (batches per epoch, {size bucket: examples kept})."""
+def cache_dataset(dataset_path, model_name, knobs):
+    """The caching phase (train.py -> DatasetManager.cache, utils/dataset.py@8f83dbf), before the diffusion model
+    loads and before the run folder exists: metadata, then latents per directory, aspect-ratio bucket and size
+    bucket, then text embeddings, with upstream's lines. Returns (dataset config, {size bucket: examples})."""
     with open(dataset_path, "rb") as f:
         dataset = tomllib.load(f)
     resolutions = dataset.get("resolutions")
@@ -309,8 +317,26 @@ def load_dataset(dataset_path, model_name, global_batch):
         raise RuntimeError("More than 3 resolutions set. Pass --i_know_what_i_am_doing if this is intended.")
     merged = {}
     for directory in dataset["directory"]:
-        for key, items in size_buckets_of_directory(directory, dataset, model_name).items():
+        print("Grouped metadata is not cached. Computing ungrouped metadata and then grouping.")
+        buckets = size_buckets_of_directory(directory, dataset, model_name)
+        print(f"caching latents: {directory['path']}")
+        for ar in sorted({key[0] for key in buckets}):
+            print(f"caching latents: ({ar}, 1)")
+            for key in (k for k in buckets if k[0] == ar):
+                print(f"caching latents: {key}")
+                time.sleep(float(knobs["seconds_per_cached_image"]) * len(set(buckets[key])))
+                print("Building iteration order")
+        print(f"caching text embeddings: {directory['path']}")
+        for key, items in buckets.items():
             merged.setdefault(key, []).extend(items)
+    return dataset, merged
+
+
+def batch_dataset(dataset, merged, global_batch):
+    """Dataset.post_init + ConcatenatedBatchedDataset (utils/dataset.py@8f83dbf), after the run folder exists: the
+    same size bucket of every directory is concatenated, then cut to a multiple of the global batch; a bucket cut to
+    nothing is dropped with a warning; nothing left raises in PipelineDataLoader. Returns (batches per epoch,
+    {size bucket: examples kept})."""
     kept = {}
     for key, items in merged.items():
         kept[key] = len(items) // global_batch * global_batch
@@ -324,6 +350,11 @@ def load_dataset(dataset_path, model_name, global_batch):
             f"The dataset config that triggered this error was:\n{dataset}"
         )
     return batches, kept
+
+
+def load_dataset(dataset_path, model_name, global_batch, knobs=None):
+    """Both phases at once (for callers that do not need the run folder in between)."""
+    return batch_dataset(*cache_dataset(dataset_path, model_name, knobs or SCENARIO_DEFAULTS), global_batch)
 
 
 class Curve:
@@ -508,26 +539,19 @@ class Trainer:
         mbs = micro_batch(config.get("micro_batch_size_per_gpu", 1))
         gas = int(config.get("gradient_accumulation_steps", 1))
         gbs = mbs * gas
-        print(f"Global batch size = {gbs}")
-        # one-frame buckets use the image micro batch (train.py: image_micro_batch_size_per_gpu, default: micro)
-        image_gbs = micro_batch(config.get("image_micro_batch_size_per_gpu", config.get("micro_batch_size_per_gpu", 1)))
-        steps_per_epoch, _ = load_dataset(config["dataset"], "wan", image_gbs * gas)
-        eval_gbs = micro_batch(config.get("eval_micro_batch_size_per_gpu", config.get("micro_batch_size_per_gpu", 1)))
-        eval_gbs *= int(config["eval_gradient_accumulation_steps"])
-        eval_sets = []
+        # train.py order: datasets read and cached (latents, text embeddings), then the diffusion model loads, then
+        # the run folder; deepspeed.initialize ("Global batch size"); then the batching (dropped buckets, empty)
+        train_cache = cache_dataset(config["dataset"], "wan", self.k)
+        eval_caches = []
         for i, eval_dataset in enumerate(config["eval_datasets"]):
             if isinstance(eval_dataset, str):
                 name, path = f"eval{i}", eval_dataset
             else:
                 name, path = eval_dataset["name"], eval_dataset["config"]
-            eval_sets.append((name, load_dataset(path, "wan", eval_gbs)[0]))
-        epochs = int(config["epochs"])
-        max_steps = config.get("max_steps")
-        total_steps = epochs * steps_per_epoch if max_steps is None else min(int(max_steps), epochs * steps_per_epoch)
-        if "save_every_n_examples" in config:
-            config["save_every_n_steps"] = int(config["save_every_n_examples"]) // gbs
-        if config["eval_every_n_examples"]:
-            config["eval_every_n_steps"] = int(config["eval_every_n_examples"]) // gbs
+            eval_caches.append((name, cache_dataset(path, "wan", self.k)))
+        if args.cache_only:
+            return 0
+        load_diffusion_model(model, self.k)
 
         resume = args.resume_from_checkpoint if args.resume_from_checkpoint is not None else config.get(
             "resume_from_checkpoint"
@@ -547,10 +571,22 @@ class Trainer:
                 shutil.copy(eval_dataset["config"], self.run_dir)
 
         self.setup_wandb()
+        print(f"Global batch size = {gbs}")
+        if "save_every_n_examples" in config:
+            config["save_every_n_steps"] = int(config["save_every_n_examples"]) // gbs
+        if config["eval_every_n_examples"]:
+            config["eval_every_n_steps"] = int(config["eval_every_n_examples"]) // gbs
+        # one-frame buckets use the image micro batch (train.py: image_micro_batch_size_per_gpu, default: micro)
+        image_gbs = micro_batch(config.get("image_micro_batch_size_per_gpu", config.get("micro_batch_size_per_gpu", 1)))
+        steps_per_epoch, _ = batch_dataset(*train_cache, image_gbs * gas)
+        eval_gbs = micro_batch(config.get("eval_micro_batch_size_per_gpu", config.get("micro_batch_size_per_gpu", 1)))
+        eval_gbs *= int(config["eval_gradient_accumulation_steps"])
+        eval_sets = [(name, batch_dataset(*cached, eval_gbs)[0]) for name, cached in eval_caches]
+        epochs = int(config["epochs"])
+        max_steps = config.get("max_steps")
+        total_steps = epochs * steps_per_epoch if max_steps is None else min(int(max_steps), epochs * steps_per_epoch)
         if blocks_to_swap > 0:
             print(f"Block swap enabled. Swapping {blocks_to_swap} blocks out of {self.num_layers} blocks.")
-        if args.cache_only:
-            return 0
 
         self.eval_names = [name for name, _ in eval_sets]
         self.curve = Curve(self.k, total_steps)
