@@ -184,6 +184,17 @@ def dump_lock(lock: Lock) -> str:
         repos[name] = t
     doc["repos"] = repos
 
+    if lock.wheels:
+        wheels = tomlkit.table(is_super_table=True)
+        for name, wheel in lock.wheels.items():
+            t = tomlkit.table()
+            t["version"] = wheel.version
+            t["url"] = wheel.url
+            t["sha256"] = wheel.sha256
+            t["import_name"] = wheel.import_name
+            wheels[name] = t
+        doc["wheels"] = wheels
+
     python = tomlkit.table(is_super_table=True)
     for name, env in lock.python.items():
         t = tomlkit.table()
