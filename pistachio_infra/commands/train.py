@@ -23,12 +23,18 @@ import click
 @click.option("--allow-drift", is_flag=True,
               help="Train even when the pod cannot be made exactly as the project's pistachio.lock (noted in the "
                    "report).")
+@click.option("--no-verify", "no_verify", is_flag=True,
+              help="Skip the samples (with and without the LoRA, through a ready ComfyUI) after install.")
+@click.option("--verify-on-pod", is_flag=True,
+              help="When no ready ComfyUI is configured (project.comfyui_url), rent a ComfyUI pod for the samples: "
+                   "its rent and a ~21 GB download of Wan 2.1 files, both shown before renting.")
 def train(job: str, project_path: Path | None, restart: bool, recaption: bool, gpu: str | None, max_hours: float,
-          volume: bool | None, allow_drift: bool) -> None:
+          volume: bool | None, allow_drift: bool, no_verify: bool, verify_on_pod: bool) -> None:
     """Train JOB (a job in pistachio.toml, a job TOML or a dataset folder) and install its LoRA.
 
     \b
     preflight → provision → bootstrap → upload → caption → split → render → train → select → harvest → install
+    → verify (samples with and without the LoRA, through a ready ComfyUI; --no-verify skips)
     Rerun the same command after an interruption to continue where it stopped.
     """
     from ..config.project import find_project, resolve_job
@@ -44,7 +50,8 @@ def train(job: str, project_path: Path | None, restart: bool, recaption: bool, g
     classes = tuple(c.strip() for c in gpu.split(",") if c.strip()) if gpu else ()
     request = TrainRequest(job=spec, project=project, base_dir=base, restart=restart,
                            recaption=recaption or spec.recaption, gpu=classes, max_hours=max_hours, volume=volume,
-                           allow_drift=allow_drift)
+                           allow_drift=allow_drift, verify=not no_verify,
+                           verify_on_pod=verify_on_pod)
     console = _console()
     result = run_training(request, console)
     show_result(console, result)

@@ -31,6 +31,7 @@ from .results import (
     TeardownDone,
     TrainDone,
     UploadDone,
+    VerifyDone,
 )
 
 if TYPE_CHECKING:
@@ -125,6 +126,12 @@ def _install(ctx: RunContext) -> InstallDone:
     return install(ctx)
 
 
+def _verify(ctx: RunContext) -> VerifyDone:
+    from .verify import verify
+
+    return verify(ctx)
+
+
 def _report(ctx: RunContext) -> ReportDone:
     from .finish import record_costs, write_run_report
 
@@ -151,6 +158,7 @@ TABLE: tuple[Row, ...] = (
     Row("harvest", Where.POD, _harvest, HarvestDone),  # from the local mirror when it holds the LoRA: no pod
     Row("teardown", Where.LOCAL, _teardown, TeardownDone),
     Row("install", Where.LOCAL, _install, InstallDone),
+    Row("verify", Where.LOCAL, _verify, VerifyDone),  # samples through a ready ComfyUI (verify/); --no-verify skips
     Row("report", Where.LOCAL, _report, ReportDone),
     Row("publish", Where.LOCAL, _publish, PublishDone),  # the private HF repo, when hf_namespace is set
 )

@@ -31,6 +31,7 @@ from ..credentials import get_secret, redact
 from ..errors import PistachioError
 from ..money import usd
 from ..selection.choose import CHECKPOINT_DIR_RE, LORA_FILE
+from ..settings import get_settings
 from .context import RunContext
 from .results import Event, TrainDone
 from .stages import pause
@@ -51,11 +52,6 @@ class PodLost(Exception):
 
 class TrainingError(PistachioError):
     pass
-
-
-def _env_seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
 
 
 @dataclass
@@ -313,9 +309,8 @@ def follow(
     from ..remote.errors import TransferError
 
     remote = ctx.remote
-    poll = _env_seconds("PISTACHIO_TRAIN_POLL_S", 1.0)
-    sync_every = _env_seconds("PISTACHIO_TRAIN_SYNC_S", 30.0)
-    reconnect_s = _env_seconds("PISTACHIO_RECONNECT_S", 300.0)
+    knobs = get_settings()
+    poll, sync_every, reconnect_s = knobs.train_poll_s, knobs.train_sync_s, knobs.reconnect_s
     full = full_sync_needed(ctx)
     cadence = rendered.cadence
     progress = Progress(total=cadence.estimated_steps if cadence else 0)
