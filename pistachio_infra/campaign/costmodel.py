@@ -164,7 +164,8 @@ def demand_for(job: Any, classes: tuple[str, ...], data_centers: tuple[str, ...]
         from .sizing import dataset_sizes
 
         size = dataset_sizes([job])[job.name]
-    steps = cadence_for(job, EFFECTIVE_BATCH, train_images=size.train).estimated_steps
+    # DiffusionPipe's buckets of the train images (their sizes), as the job's render will plan them
+    steps = cadence_for(job, EFFECTIVE_BATCH, train_images=size.train_image_sizes).estimated_steps
     pixel = sum((r / 512) ** 2 for r in job.resolutions) / len(job.resolutions)
     allowed = tuple(c for c in classes if job.gpu_auto or c in job.gpu or "auto" in job.gpu)
     if not allowed:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the train images' sizes (bucket planning)
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,14 @@ class DatasetSize:
     to_caption: int
     upload_bytes: int
     train: int
+    train_sizes: dict[str, list[int]] | None = None  # name -> [width, height] of the train split
+
+    @property
+    def train_image_sizes(self) -> dict[str, tuple[int, int]] | int:
+        """What cadence_for plans DiffusionPipe's buckets from (the count where the sizes are not known)."""
+        if self.train_sizes is None:
+            return self.train
+        return {name: (int(wh[0]), int(wh[1])) for name, wh in self.train_sizes.items()}
 
 
 def _cache_path() -> Path:
@@ -74,7 +82,8 @@ def _measure(job: Any) -> DatasetSize:
     usable = report.usable
     return DatasetSize(usable=len(usable),
                        to_caption=len(usable) if job.recaption else sum(1 for i in usable if not i.caption),
-                       upload_bytes=sum(i.size_bytes for i in usable), train=len(report.train))
+                       upload_bytes=sum(i.size_bytes for i in usable), train=len(report.train),
+                       train_sizes={n: list(wh) for n, wh in report.sizes().items()})
 
 
 def dataset_sizes(jobs: list[Any]) -> dict[str, DatasetSize]:

@@ -113,7 +113,12 @@ def run_checks(sandbox: bool) -> list[Check]:
 
 
 @click.command()
-def doctor() -> None:
+@click.option("--live", is_flag=True,
+              help="Also ask the cloud, for $0 and renting nothing: key, GPU classes, data centers, prices and "
+                   "stock, the environment's template and volume.")
+@click.option("--project", "project_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="pistachio.toml whose jobs' data centers --live checks (default: ./pistachio.toml).")
+def doctor(live: bool, project_path: Path | None) -> None:
     """Check credentials, SSH key and tools; say how to fix what is missing. Never prints a secret."""
     from rich.console import Console
 
@@ -123,6 +128,11 @@ def doctor() -> None:
     checks = run_checks(choice.sandbox)
     console = Console(highlight=False, soft_wrap=True)
     console.print(f"pistachio-infra doctor ({choice.label})")
+    if live and (choice.sandbox or all(c.ok for c in checks if c.name == "RUNPOD_API_KEY")):
+        from ..endpoints import resolve_cloud
+        from .doctor_live import live_checks
+
+        checks += live_checks(resolve_cloud(), project_path)
     width = max(len(c.name) for c in checks)
     for c in checks:
         status = "[green]ok      [/]" if c.ok else ("[red]missing [/]" if c.required else "[yellow]optional[/]")
@@ -132,4 +142,4 @@ def doctor() -> None:
     if missing:
         console.print(f"[red]required and missing:[/] {', '.join(missing)}")
         raise SystemExit(1)
-    console.print("[green]ready[/]")
+    console.print("[green]ready[/]" + (" (live checks passed; nothing was rented)" if live else ""))
