@@ -103,6 +103,26 @@ class RepoSource(BaseModel):
     roles: tuple[str, ...] = ("train",)  # which pods bootstrap clones it on (`up --role`): train, comfyui
 
 
+@dataclass(frozen=True)
+class WheelPin:
+    """Where to download a pinned wheel from and its sha256 (an override of data/sources.toml)."""
+
+    url: str
+    sha256: str
+
+
+class WheelSource(BaseModel):
+    """A prebuilt wheel the pod image lacks and a repo needs, installed by URL with pip's hash check."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    version: str
+    url: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    import_name: str  # what must import afterwards
+    roles: tuple[str, ...] = ("train",)
+
+
 class ImageSource(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -114,6 +134,10 @@ class Sources(BaseModel):
 
     repos: dict[str, RepoSource]
     image: ImageSource
+    wheels: dict[str, WheelSource] = {}
+
+    def wheels_for_role(self, role: str) -> dict[str, WheelSource]:
+        return {name: wheel for name, wheel in self.wheels.items() if role in wheel.roles}
 
     def for_role(self, role: str) -> dict[str, RepoSource]:
         """The repos a pod of this role needs (training pods: DiffusionPipe, JoyCaption; ComfyUI pods: ComfyUI)."""

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .catalog import RepoPin
+from .catalog import RepoPin, WheelPin
 from .credentials import get_secret
 from .settings import get_settings
 
@@ -37,6 +37,8 @@ class Cloud:
     sandbox: bool
     # name -> where to clone it from instead of data/sources.toml (the sandbox serves stand-in repos)
     repo_overrides: dict[str, RepoPin] = field(default_factory=dict)
+    # name -> where to download a pinned wheel from instead (the sandbox's package index serves stand-ins)
+    wheel_overrides: dict[str, WheelPin] = field(default_factory=dict)
     # a pod's exposed http port as a URL; fields: pod_id, private_port, public_port
     http_url_template: str = RUNPOD_HTTP_URL
 
@@ -131,6 +133,7 @@ def _resolve(sandbox: bool) -> Cloud:
             hf_token=None,
             sandbox=True,
             repo_overrides=dict(info.repos),
+            wheel_overrides=dict(info.wheels),
             http_url_template=SANDBOX_HTTP_URL,
         )
     knobs = get_settings()

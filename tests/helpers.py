@@ -70,6 +70,18 @@ def wait_until(
         time.sleep(interval)
 
 
+def container_with_flash_attn(image: Any, dest: Path) -> Path:
+    """A pod's own Python over `image` with the sandbox's stand-in flash-attn installed (what a pod bootstrap does),
+    for tests that run the stand-in trainer without a pod. Returns its bin folder (put it first on PATH)."""
+    from pistachio_infra.sandbox import pypi
+
+    bin_dir = image.container(dest / "container")
+    wheel, _ = pypi.build_wheel(pypi.STANDIN_WHEELS["flash-attn"], dest / "wheels")
+    subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)],
+                   check=True, capture_output=True)
+    return bin_dir
+
+
 RENTING = (("train",), ("up",), ("campaign", "run"))
 
 

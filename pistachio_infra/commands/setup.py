@@ -123,8 +123,13 @@ def _pulumi_check() -> Check:
 
 
 @click.command()
+@click.option("--live", is_flag=True,
+              help="Also ask the cloud, for $0 and renting nothing: key, GPU classes, data centers, prices and "
+                   "stock, the environment's template and volume.")
+@click.option("--project", "project_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="pistachio.toml whose jobs' data centers --live checks (default: ./pistachio.toml).")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON (nothing else on stdout).")
-def doctor(as_json: bool) -> None:
+def doctor(live: bool, project_path: Path | None, as_json: bool) -> None:
     """Check credentials, SSH key and tools; say how to fix what is missing. Never prints a secret."""
     from ..console import make_console
     from ..endpoints import cloud_choice
@@ -132,6 +137,11 @@ def doctor(as_json: bool) -> None:
 
     choice = cloud_choice()
     checks = run_checks(choice.sandbox)
+    if live and (choice.sandbox or all(c.ok for c in checks if c.name == "RUNPOD_API_KEY")):
+        from ..endpoints import resolve_cloud
+        from .doctor_live import live_checks
+
+        checks += live_checks(resolve_cloud(), project_path)
     missing = [c.name for c in checks if c.required and not c.ok]
     if as_json:
         import dataclasses
@@ -152,4 +162,4 @@ def doctor(as_json: bool) -> None:
     if missing:
         console.print(f"[red]required and missing:[/] {', '.join(missing)}")
         raise SystemExit(EXIT_CONFIG)
-    console.print("[green]ready[/]")
+    console.print("[green]ready[/]" + (" (live checks passed; nothing was rented)" if live else ""))

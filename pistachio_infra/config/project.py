@@ -91,6 +91,9 @@ class Job(_Strict):
     lr: float = Field(default=5e-5, gt=0, le=1e-2)
     resolutions: list[Resolution] = Field(default_factory=lambda: [512], min_length=1, max_length=3)
     eval_split: float = Field(default=0.2, gt=0, le=0.5)
+    # DiffusionPipe's num_repeats for the train images; unset: the least (up to 4) with which no aspect-ratio
+    # bucket falls short of the global batch (DiffusionPipe drops such a bucket whole)
+    num_repeats: int | None = Field(default=None, ge=1, le=100)
     seed: int = Field(default=42, ge=0)
     checkpoints: int = Field(default=16, ge=2, le=200)  # LoRAs saved (and evaluated) over the run
     save_every_n_steps: int | None = Field(default=None, ge=1)  # overrides the cadence derived from `checkpoints`

@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..catalog import GpuClass, base_model, gpu_class, profile_for
+from ..dataset.buckets import BucketPlan, BucketSettings, global_batch
 from ..errors import ConfigError
 from ..paths import templates_dir
 from ..pods.layout import (
@@ -25,6 +26,7 @@ from ..pods.layout import (
     TRAIN_TOML,
     WorkspaceLayout,
 )
+from .plan import TrainImages, choose_plan, train_sizes
 from .project import Job
 
 EPOCHS_WHEN_ONLY_STEPS = 10_000  # DiffusionPipe requires `epochs`; max_steps stops the run first
@@ -71,6 +73,7 @@ class RenderedConfigs:
     cadence: Cadence | None = None
     gpu_class: str = ""
     eval_name: str = EVAL_NAME
+    plan: BucketPlan | None = None  # DiffusionPipe's size buckets for the train images (None: not counted)
 
 
 # --- jinja --------------------------------------------------------------------------------------------------------
@@ -104,31 +107,36 @@ def render_template(template: str, /, **context: Any) -> str:
 
 # --- rendering ----------------------------------------------------------------------------------------------------
 
-def _count_train_images(job: Job) -> int:
-    from ..dataset.scan import image_files, split_names
-
-    if not job.dataset.is_dir():
-        raise ConfigError(
-            f"cannot size the checkpoint cadence: dataset folder {job.dataset} not found",
-            "create it, set max_steps or save_every_n_steps in the job, or pass the train image count",
-        )
-    names = [p.name for p in image_files(job.dataset)]
-    if len(names) < 2:
-        raise ConfigError(f"{job.dataset} holds {len(names)} image(s)", "add images (at least 5)")
-    train, _ = split_names(names, job.seed, job.eval_split)
-    return len(train)
+def _dataset_toml(job: Job, role: str, directory: PurePosixPath | str, num_repeats: int) -> str:
+    notes = {"training": "the train side of the split",
+             "eval": "the held-out side of the split; its loss picks the checkpoint"}
+    return render_template("diffusion_pipe_dataset.toml.j2", job=job, role=role, directory=directory,
+                           role_note=notes[role], num_repeats=num_repeats)
 
 
-def cadence_for(job: Job, effective_batch: int, train_images: int | None = None) -> Cadence:
-    """Steps between saves (= evals): about `job.checkpoints` LoRAs over the run."""
-    steps_per_epoch = None
-    if train_images is None and job.epochs is not None and (job.max_steps is None or job.save_every_n_steps is None):
-        train_images = _count_train_images(job)
-    if train_images is not None:
-        steps_per_epoch = max(1, math.ceil(train_images * len(job.resolutions) / effective_batch))
-    if job.epochs is not None and steps_per_epoch is not None:
+def plan_job(job: Job, batch: int, train_images: TrainImages | None = None, gpu: str = "any GPU") -> BucketPlan:
+    """DiffusionPipe's size buckets for the job's train images at global batch `batch`, from the dataset TOML we
+    render (so a change to the template changes the plan); refuses a plan that would never train some images."""
+    sizes = train_sizes(job, train_images)
+    directory = WorkspaceLayout().job(job.name).train_dir
+
+    def settings_for(repeats: int) -> BucketSettings:
+        return BucketSettings.from_dataset_config(tomllib.loads(_dataset_toml(job, "training", directory, repeats)))
+
+    return choose_plan(job, sizes, batch, gpu, settings_for)
+
+
+def cadence_for(job: Job, effective_batch: int, train_images: TrainImages | None = None,
+                plan: BucketPlan | None = None) -> Cadence:
+    """Steps between saves (= evals): about `job.checkpoints` LoRAs over the run. Steps per epoch come from the
+    bucket plan (DiffusionPipe's count), made here from `train_images` unless given."""
+    needs_epochs = job.epochs is not None and (job.max_steps is None or job.save_every_n_steps is None)
+    if plan is None and (needs_epochs or train_images is not None):
+        plan = plan_job(job, effective_batch, train_images)
+    if job.epochs is not None and plan is not None:
+        steps_per_epoch = plan.steps_per_epoch
         total = job.epochs * steps_per_epoch
-        basis = f"{job.epochs} epochs × {steps_per_epoch} steps of {train_images} train images"
+        basis = f"{job.epochs} epochs × {steps_per_epoch} steps: {plan.describe()}"
         if job.max_steps is not None and job.max_steps < total:
             total, basis = job.max_steps, f"max_steps {job.max_steps}"
     elif job.max_steps is not None:
@@ -194,29 +202,35 @@ def render_job(
     profile = profile_for(cls)
     manifest = base_model(job.base_model)
     job_layout = layout.job(job.name)
-    cadence = cadence_for(job, profile.effective_batch, train_images)
     common = {"job": job, "gpu": cls, "profile": profile, "layout": job_layout, "layout_ws": layout}
-
-    train = render_template(
-        "diffusion_pipe_train.toml.j2",
-        **common,
-        manifest=manifest,
-        ckpt_path=layout.model_ckpt_dir(job.base_model),
-        cadence=cadence,
-        epochs=job.epochs or EPOCHS_WHEN_ONLY_STEPS,
-        eval_name=EVAL_NAME,
-        checkpoint_minutes=job.checkpoint_minutes,
-        wandb_run="-".join(filter(None, (job.wandb_run or job.name, run_label))) if job.wandb_enabled else "",
-    )
-    train = _apply_overrides(train, job.overrides)
-    dataset = render_template(
-        "diffusion_pipe_dataset.toml.j2", **common, role="training", directory=job_layout.train_dir,
-        role_note="the train side of the split",
-    )
-    eval_dataset = render_template(
-        "diffusion_pipe_dataset.toml.j2", **common, role="eval", directory=job_layout.eval_dir,
-        role_note="the held-out side of the split; its loss picks the checkpoint",
-    )
+    batch = profile.effective_batch  # micro × accumulation × 1 data-parallel rank (`--num_gpus=1`)
+    plan = None
+    for _ in range(2):  # a second pass when the job's overrides change the batch shape
+        if train_images is not None or job.dataset.is_dir():
+            plan = plan_job(job, batch, train_images, cls.name)
+        cadence = cadence_for(job, batch, train_images, plan=plan)
+        train = render_template(
+            "diffusion_pipe_train.toml.j2",
+            **common,
+            manifest=manifest,
+            ckpt_path=layout.model_ckpt_dir(job.base_model),
+            cadence=cadence,
+            epochs=job.epochs or EPOCHS_WHEN_ONLY_STEPS,
+            eval_name=EVAL_NAME,
+            checkpoint_minutes=job.checkpoint_minutes,
+            wandb_run="-".join(filter(None, (job.wandb_run or job.name, run_label))) if job.wandb_enabled else "",
+        )
+        train = _apply_overrides(train, job.overrides)
+        try:
+            rendered_batch = global_batch(tomllib.loads(train))
+        except (tomllib.TOMLDecodeError, TypeError, ValueError, IndexError):
+            break  # check_diffusion_pipe_config names the problem below
+        if rendered_batch == batch:
+            break
+        batch = rendered_batch
+    repeats = plan.num_repeats if plan is not None else (job.num_repeats or 1)
+    dataset = _dataset_toml(job, "training", job_layout.train_dir, repeats)
+    eval_dataset = _dataset_toml(job, "eval", job_layout.eval_dir, 1)  # eval batch 1: nothing is cut
     joycaption = render_template("joycaption.toml.j2", **common)
 
     problems = [f"{TRAIN_TOML}: {p}" for p in check_diffusion_pipe_config(train)]
@@ -243,6 +257,7 @@ def render_job(
         train_env={"NCCL_P2P_DISABLE": "1", "NCCL_IB_DISABLE": "1"},
         cadence=cadence,
         gpu_class=cls.name,
+        plan=plan,
     )
 
 

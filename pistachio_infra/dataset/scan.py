@@ -69,6 +69,11 @@ class DatasetReport:
         """Images that will be uploaded: decoded, not a duplicate of an earlier one."""
         return [i for i in self.images if i.duplicate_of is None]
 
+    def sizes(self, names: list[str] | tuple[str, ...] | None = None) -> dict[str, tuple[int, int]]:
+        """name -> (width, height) of `names` (default: the train side of the split)."""
+        wanted = set(self.train if names is None else names)
+        return {i.name: (i.width, i.height) for i in self.usable if i.name in wanted}
+
     @property
     def captioned(self) -> list[str]:
         return [i.name for i in self.usable if i.caption]

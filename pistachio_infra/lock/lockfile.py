@@ -2,6 +2,7 @@
 
     image        the container image tag (+ digest, when the API reports one: RunPod's does not)
     repos        DiffusionPipe and joy-caption-batch commits (+ their submodules' commits)
+    wheels       prebuilt wheels the image lacks (flash-attn): version, URL and sha256, installed by pip's hash check
     python       each pod interpreter's package set (what `pip freeze` lists on a bootstrapped pod)
     models       base-model files: HF repo, revision (commit sha), path, size, sha256
     gpu_classes  each GPU class's training profile and the sha256 of the configs rendered for a reference job
@@ -58,6 +59,13 @@ class RepoLock(_Model):
     submodules: dict[str, str] = Field(default_factory=dict)  # path -> commit
 
 
+class WheelLock(_Model):
+    version: str
+    url: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    import_name: str
+
+
 class PythonEnvLock(_Model):
     interpreter: str  # on the pod; relative paths are relative to the workspace
     own_site_only: bool = False  # a venv layered over the image's Python: only its own packages
@@ -94,6 +102,7 @@ class Lock(_Model):
     tool: ToolLock
     image: ImageLock
     repos: dict[str, RepoLock] = Field(default_factory=dict)
+    wheels: dict[str, WheelLock] = Field(default_factory=dict)
     python: dict[str, PythonEnvLock] = Field(default_factory=dict)
     models: dict[str, ModelLock] = Field(default_factory=dict)
     gpu_classes: dict[str, GpuClassLock] = Field(default_factory=dict)
@@ -175,6 +184,17 @@ def dump_lock(lock: Lock) -> str:
         repos[name] = t
     doc["repos"] = repos
 
+    if lock.wheels:
+        wheels = tomlkit.table(is_super_table=True)
+        for name, wheel in lock.wheels.items():
+            t = tomlkit.table()
+            t["version"] = wheel.version
+            t["url"] = wheel.url
+            t["sha256"] = wheel.sha256
+            t["import_name"] = wheel.import_name
+            wheels[name] = t
+        doc["wheels"] = wheels
+
     python = tomlkit.table(is_super_table=True)
     for name, env in lock.python.items():
         t = tomlkit.table()
@@ -250,6 +270,17 @@ def pinned_repos(cloud: Cloud) -> dict[str, RepoLock]:
     for name, repo in sources().for_role("train").items():
         pin = cloud.repo_overrides.get(name)
         out[name] = RepoLock(url=pin.url if pin else repo.url, commit=pin.commit if pin else repo.commit)
+    return out
+
+
+def pinned_wheels(cloud: Cloud) -> dict[str, WheelLock]:
+    """The tool's wheel pins for training pods (data/sources.toml), served where the cloud serves them (the sandbox:
+    its package index's stand-ins, with their own sha256)."""
+    out = {}
+    for name, wheel in sources().wheels_for_role("train").items():
+        pin = cloud.wheel_overrides.get(name)
+        out[name] = WheelLock(version=wheel.version, url=pin.url if pin else wheel.url,
+                              sha256=pin.sha256 if pin else wheel.sha256, import_name=wheel.import_name)
     return out
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..catalog import RepoPin
+from ..catalog import RepoPin, WheelPin
 from ..endpoints import Cloud
 from ..errors import ConfigError, PistachioError
 from .drift import DriftReport, compare, file_key, observe
@@ -31,6 +31,7 @@ from .lockfile import (
     frozen_requirements,
     load_lock,
     pinned_repos,
+    pinned_wheels,
     python_envs,
     repo_head,
     resolve_gpu_classes,
@@ -60,12 +61,17 @@ def check_cloud(lock: Lock, cloud: Cloud, source: str = "pistachio.lock") -> Non
 
 
 def lock_cloud(cloud: Cloud, lock: Lock) -> Cloud:
-    """`cloud` with every repo pinned at the lock's commit (served where the cloud serves it, else the lock's URL)."""
+    """`cloud` with every repo pinned at the lock's commit and every wheel at the lock's sha256 (served where the
+    cloud serves it, else from the lock's URL)."""
     overrides = dict(cloud.repo_overrides)
     for name, repo in lock.repos.items():
         served = cloud.repo_overrides.get(name)
         overrides[name] = RepoPin(url=served.url if served else repo.url, commit=repo.commit)
-    return dataclasses.replace(cloud, repo_overrides=overrides)
+    wheels = dict(cloud.wheel_overrides)
+    for name, wheel in lock.wheels.items():
+        served_wheel = cloud.wheel_overrides.get(name)
+        wheels[name] = WheelPin(url=served_wheel.url if served_wheel else wheel.url, sha256=wheel.sha256)
+    return dataclasses.replace(cloud, repo_overrides=overrides, wheel_overrides=wheels)
 
 
 # --- creating and upgrading ---------------------------------------------------------------------------------------
@@ -79,6 +85,7 @@ def new_lock(cloud: Cloud, models: Sequence[str], freeze: Freeze) -> Lock:
         tool=current_tool(),
         image=current_image(),
         repos=pinned_repos(cloud),
+        wheels=pinned_wheels(cloud),
         python=python_envs(),
         models=resolve_models(cloud, models),
         gpu_classes=resolve_gpu_classes(),
@@ -113,6 +120,7 @@ def upgraded_lock(cloud: Cloud, old: Lock, parts: set[str], freeze: Freeze) -> L
         new.tool = current_tool()
     if "image" in parts:
         new.image = current_image()
+        new.wheels = pinned_wheels(cloud)  # built for the image: they change with it
     for name, repo in old.repos.items():
         if name in parts:
             served = cloud.repo_overrides.get(name)
@@ -305,6 +313,7 @@ def environment_of_pod(remote: Any, cloud: Cloud, models: Sequence[str], *, pod_
         tool=current_tool(),
         image=current_image() if pod_image is None else current_image().model_copy(update={"name": pod_image}),
         repos=pinned_repos(cloud),
+        wheels=pinned_wheels(cloud),
         python=python_envs(),
         models=resolve_models(cloud, models),
         gpu_classes=resolve_gpu_classes(),

@@ -164,7 +164,7 @@ def preflight(req: TrainRequest) -> tuple[Any, Any, tuple[str, ...], str]:
     dataset = dataset_preflight(job.dataset, job.trigger, job.seed, job.eval_split, req.recaption)
     classes = requested_classes(job, req.gpu)
     for cls in classes:  # every class a fallback may land on must render
-        render_job(job, cls, WorkspaceLayout(), train_images=len(dataset.train))
+        render_job(job, cls, WorkspaceLayout(), train_images=dataset.sizes())
     if job.wandb_enabled:
         get_secret("WANDB_API_KEY", required=True)
     if req.project is not None and req.project.project.hf_namespace:
@@ -172,7 +172,7 @@ def preflight(req: TrainRequest) -> tuple[Any, Any, tuple[str, ...], str]:
     cloud = resolve_cloud()  # RUNPOD_API_KEY (or the sandbox)
     project_lock(req, cloud)
     if job.budget_usd:
-        _check_budget(job, classes, cloud, len(dataset.train))
+        _check_budget(job, classes, cloud, dataset.sizes())
     files = [(i.name, i.sha256, bool(i.caption) and not req.recaption) for i in dataset.usable]
     captions = {i.name: i.caption for i in dataset.usable if i.caption and not req.recaption}
     fingerprint = hashlib.sha256(json.dumps(
@@ -198,7 +198,7 @@ def project_lock(req: TrainRequest, cloud: Any) -> Any:
     return lock
 
 
-def minimum_usd(job: Job, classes: tuple[str, ...], cloud: Any, train_images: int) -> float | None:
+def minimum_usd(job: Job, classes: tuple[str, ...], cloud: Any, train_images: Any) -> float | None:
     """The least any run of `job` can cost: provision + cold bootstrap + model load + one eval cadence of steps,
     all at the fastest times the cost model knows, on the cheapest offer of its classes (None: no prices)."""
     from ..campaign.costmodel import load_timings
@@ -218,7 +218,7 @@ def minimum_usd(job: Job, classes: tuple[str, ...], cloud: Any, train_images: in
     return min(o.price_per_hr * (fixed + every * timings.step_band(o.gpu_class)[0]) / 3600 for o in offers)
 
 
-def _check_budget(job: Job, classes: tuple[str, ...], cloud: Any, train_images: int) -> None:
+def _check_budget(job: Job, classes: tuple[str, ...], cloud: Any, train_images: Any) -> None:
     """Refuse a budget that cannot pay for one checkpoint: the pod's own watchdog would end it before anything."""
     import math
 
@@ -235,7 +235,8 @@ def _check_budget(job: Job, classes: tuple[str, ...], cloud: Any, train_images: 
         f"set budget_usd to {usd(enough)} or more (nothing was rented)")
 
 
-def cadence_steps(job: Job, train_images: int) -> int:
+def cadence_steps(job: Job, train_images: Any) -> int:
+    """`train_images`: name -> (width, height) of the train split (or a count of square images)."""
     from ..catalog import EFFECTIVE_BATCH
     from ..config.render import cadence_for
 

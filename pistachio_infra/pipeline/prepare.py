@@ -30,10 +30,12 @@ def split(ctx: RunContext) -> SplitDone:
 
 
 def rendered_for(ctx: RunContext, train_images: int | None = None) -> RenderedConfigs:
-    """The job's configs for the class actually rented, with paths of this pod's workspace."""
-    if train_images is None:
-        train_images = len(split_names(ctx.image_names, ctx.job.seed, ctx.job.eval_split)[0])
-    return render_job(ctx.job, ctx.gpu_class, ctx.layout, train_images=train_images, run_label=ctx.run_folder.name)
+    """The job's configs for the class actually rented, with paths of this pod's workspace; the bucket plan
+    uses the sizes of the images the split puts on the train side."""
+    sizes = train_images if train_images is not None else ctx.dataset.sizes(
+        split_names(ctx.image_names, ctx.job.seed, ctx.job.eval_split)[0])
+    return render_job(ctx.job, ctx.gpu_class, ctx.layout, train_images=sizes,
+                      run_label=ctx.run_folder.name)
 
 
 def render(ctx: RunContext) -> RenderDone:

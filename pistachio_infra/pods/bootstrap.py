@@ -1,5 +1,6 @@
-"""Make a pod ready to caption and train: pinned DiffusionPipe and joy-caption-batch checkouts, their Python
-dependencies, and the base-model files, each step skipped when already done (templates/bootstrap.sh.j2).
+"""Make a pod ready to caption and train: prebuilt wheels the image lacks (flash-attn), pinned DiffusionPipe and
+joy-caption-batch checkouts, their Python dependencies, and the base-model files, each step skipped when already
+done (templates/bootstrap.sh.j2).
 
 The script runs as a detached job on the pod, so an SSH drop during a long download does not stop it; the client
 follows its log (re-attaching after drops) and records each step's timing. HF_TOKEN reaches the job's environment
@@ -51,6 +52,31 @@ class RepoStep:
     @property
     def deps_marker(self) -> str:
         return self.deps_key or self.commit
+
+
+@dataclass(frozen=True)
+class WheelStep:
+    name: str  # the distribution, e.g. flash-attn
+    version: str
+    url: str
+    sha256: str
+    import_name: str
+
+    @property
+    def requirement(self) -> str:
+        """A pip requirement that installs exactly this file: `--require-hashes` refuses other bytes."""
+        return f"{self.name} @ {self.url} --hash=sha256:{self.sha256}"
+
+
+def wheel_steps(cloud: Cloud, role: str = "train") -> list[WheelStep]:
+    """Pinned prebuilt wheels from data/sources.toml (flash-attn for DiffusionPipe's Wan attention); the cloud may
+    serve them elsewhere (the sandbox's package index). A lock's pins arrive as the cloud's overrides."""
+    steps = []
+    for name, wheel in sources().wheels_for_role(role).items():
+        pin = cloud.wheel_overrides.get(name)
+        steps.append(WheelStep(name=name, version=wheel.version, url=pin.url if pin else wheel.url,
+                               sha256=pin.sha256 if pin else wheel.sha256, import_name=wheel.import_name))
+    return steps
 
 
 @dataclass
@@ -153,6 +179,7 @@ def render_script(
         state_dir=state,
         python="python3",
         repos=repo_steps(cloud, workspace, frozen, role),
+        wheels=wheel_steps(cloud, role),
         models_config=models_config,
         fetch_script=fetch_script,
     )

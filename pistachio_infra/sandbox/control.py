@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..catalog import RepoPin
+from ..catalog import RepoPin, WheelPin
 from ..errors import PistachioError
 from ..paths import sandbox_dir
 
@@ -35,6 +35,7 @@ class SandboxInfo:
     hf_endpoint: str
     pid: int
     repos: dict[str, RepoPin] = field(default_factory=dict)
+    wheels: dict[str, WheelPin] = field(default_factory=dict)  # served by the sandbox's package index
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SandboxInfo:
@@ -46,6 +47,7 @@ class SandboxInfo:
             hf_endpoint=data["hf_endpoint"],
             pid=int(data["pid"]),
             repos={name: RepoPin(**pin) for name, pin in (data.get("repos") or {}).items()},
+            wheels={name: WheelPin(**pin) for name, pin in (data.get("wheels") or {}).items()},
         )
 
 

@@ -109,6 +109,31 @@ class PodImage:
     def python(self) -> Path:
         return self.bin_dir / "python"
 
+    @property
+    def site_packages(self) -> Path:
+        return self.root / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+
+    def container(self, dest: Path) -> Path:
+        """A pod's own Python, made fresh at every pod start: what a container's writable layer is to the image.
+        A venv over this image (its packages importable through a .pth) with its own site-packages, so what a
+        bootstrap installs (flash-attn) lands in this pod only and is gone when the pod is replaced. Returns its
+        bin folder, which goes first on the pod's PATH (python, pip, deepspeed)."""
+        shutil.rmtree(dest, ignore_errors=True)
+        venv.EnvBuilder(with_pip=False, symlinks=True, clear=True).create(dest)
+        py = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        site = dest / "lib" / py / "site-packages"
+        (site / "_pistachio_image.pth").write_text(f"{self.site_packages}\n")
+        shutil.copy(self.root / "pip.conf", dest / "pip.conf")
+        bin_dir = dest / "bin"
+        pip = bin_dir / "pip"
+        pip.write_text(CONSOLE_SCRIPT.format(python=bin_dir / "python", module="pip._internal.cli.main",
+                                             attr_head="main", attr="main"))
+        pip.chmod(0o755)
+        launcher = bin_dir / "deepspeed"
+        launcher.write_text(DEEPSPEED_LAUNCHER.format(python=bin_dir / "python"))
+        launcher.chmod(0o755)
+        return bin_dir
+
     @classmethod
     def ensure(cls, cache_dir: Path) -> PodImage:
         """The image under `cache_dir`, building it first if no complete build with the current key exists."""

@@ -269,12 +269,13 @@ class PodHost:
         workspace_path = str(WORKSPACE) if mount else str(workspace)
         start_sh = pod / "start.sh"
         token = uuid.uuid4().hex
+        container_bin = self.image.container(pod / "container")  # the pod's own Python (pip installs land there)
         session_env = {
             **env,
             "PUBLIC_KEY": env.get("PUBLIC_KEY", public_key.strip()),
             "PISTACHIO_WORKSPACE": workspace_path,
             START_ENV: str(START_SH) if mount_start else str(start_sh),
-            "PATH": f"{self.image.bin_dir}:{BASE_PATH}",
+            "PATH": f"{container_bin}:{self.image.bin_dir}:{BASE_PATH}",
             "HOME": str(home),
             MARKER: token,
         }

@@ -150,7 +150,7 @@ class LazyApp:
         await self.app(scope, receive, send)
 
 
-def build_api_app(cloud, admin_info: dict[str, Any], on_shutdown):
+def build_api_app(cloud, admin_info: dict[str, Any], on_shutdown, extra_routes: list | None = None):
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.routing import Route
@@ -169,6 +169,7 @@ def build_api_app(cloud, admin_info: dict[str, Any], on_shutdown):
         *RestApi(cloud).routes(),
         Route("/graphql", make_endpoint(cloud), methods=["POST"]),
         *AdminApi(cloud, on_shutdown=on_shutdown, info=admin_info).routes(),
+        *(extra_routes or []),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: crash})
 
@@ -241,7 +242,10 @@ async def serve(home, cloud, scenario, api_sock, hf_sock, boot, repos, repo_erro
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, shutdown)
 
-    app = build_api_app(cloud, {"boot": boot}, shutdown)
+    from . import pypi
+
+    wheels = pypi.build_index(home / "pypi")  # the package index's stand-in wheels (milliseconds)
+    app = build_api_app(cloud, {"boot": boot}, shutdown, pypi.routes(wheels))
     from . import requestlog
 
     if requestlog.enabled():
@@ -275,6 +279,7 @@ async def serve(home, cloud, scenario, api_sock, hf_sock, boot, repos, repo_erro
         "hf_endpoint": f"http://127.0.0.1:{hf_port}",
         "api_key": cloud.api_key,
         "repos": repos,
+        "wheels": pypi.wheel_pins(wheels, f"http://127.0.0.1:{api_port}"),
         "repo_error": repo_error[0] if repo_error else None,
         "scenario": str(scenario_path) if scenario_path else None,
         "started_at": time.time(),

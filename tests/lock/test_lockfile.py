@@ -55,7 +55,7 @@ def test_model_pins_come_from_the_hub_and_match_the_bytes_it_serves(sandbox):
     models = resolve_models(cloud, ["wan21-t2v-14b", "joycaption-alpha-two"])
     api = HfApi(endpoint=cloud.hf_endpoint)
     wan = models["wan21-t2v-14b"]
-    assert not wan.snapshot and len(wan.files) == 10
+    assert not wan.snapshot and len(wan.files) == 13  # config, VAE, T5, the 4 tokenizer files, 6 shards
     main = api.model_info("Wan-AI/Wan2.1-T2V-14B").sha
     assert {f.revision for f in wan.files} == {main}
     joy = models["joycaption-alpha-two"]

@@ -44,6 +44,10 @@ def test_lock_rebuild_check_then_upstream_changes_show_as_drift(sandbox, sandbox
     assert all(r.commit == cloud.repo_overrides[n].commit for n, r in locked.repos.items())
     assert locked.repos["diffusion-pipe"].submodules.keys() == {"submodules/ComfyUI"}
     assert {"numpy", "safetensors", "huggingface-hub"} <= set(locked.python["system"].packages)
+    # flash-attn (models/wan/attention.py@8f83dbf) is in the pod's package set: the bootstrap installed the pinned
+    # wheel from the sandbox's package index, and the lock records the pin it came from
+    assert locked.python["system"].packages["flash-attn"] == "2.8.3+sandbox"
+    assert locked.wheels["flash-attn"].sha256 == cloud.wheel_overrides["flash-attn"].sha256
     assert locked.models["wan21-t2v-14b"].files[0].revision == HfApi(endpoint=cloud.hf_endpoint).model_info(WAN).sha
 
     rebuilt = cli("rebuild", "--sandbox", "--lock", str(lock_file))
@@ -82,7 +86,7 @@ def test_lock_rebuild_check_then_upstream_changes_show_as_drift(sandbox, sandbox
         assert drifted[("repo", "diffusion-pipe")].actual == new_commit
         assert new_revision[:12] in drifted[("model", f"wan21-t2v-14b: {WAN}/config.json")].actual
         same = [i for i in report.items if i.component == "model" and "same bytes" in i.note]
-        assert len(same) == 9 and all(i.status == "ok" for i in same)  # the other files did not change
+        assert len(same) == 12 and all(i.status == "ok" for i in same)  # the other files did not change
 
         shown = cli("lock", "--check", unlocked.name, "--out", str(lock_file))
         assert shown.returncode == 1, shown.stdout + shown.stderr

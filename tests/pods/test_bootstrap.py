@@ -36,7 +36,7 @@ def test_bootstrap_is_idempotent_and_a_second_pod_on_the_volume_downloads_nothin
         with pod_session(spec, policy=POLICY, models=MODELS, cloud=cloud, api=api, store=store) as first:
             report = first.bootstrap
             assert {s["step"]: s["status"] for s in report.steps}["models"] == "done"
-            assert all(m["status"] == "done" for m in report.models) and len(report.models) == 10
+            assert all(m["status"] == "done" for m in report.models) and len(report.models) == 13
             head = first.remote.run("git -C \"$PISTACHIO_WORKSPACE/diffusion-pipe\" rev-parse HEAD").stdout.strip()
             assert head == cloud.repo_overrides["diffusion-pipe"].commit
             first.remote.run(f"{joycaption_python(first.remote.workspace)} -c 'import huggingface_hub'")
@@ -49,7 +49,7 @@ def test_bootstrap_is_idempotent_and_a_second_pod_on_the_volume_downloads_nothin
 
         manifest = json.loads((workspace / ".pistachio" / "models-manifest.json").read_text())
         hashes = [f["sha256"] for entry in manifest.values() for f in entry["files"].values()]
-        assert len(manifest) == 10 and all(len(h) == 64 for h in hashes)
+        assert len(manifest) == 13 and all(len(h) == 64 for h in hashes)
         shard = workspace / "models/Wan2.1-T2V-14B/diffusion_pytorch_model-00002-of-00006.safetensors"
         original = shard.read_bytes()
 

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 import tomlkit
+from helpers import container_with_flash_attn
 from PIL import Image
 from safetensors import safe_open
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from pistachio_infra.sandbox import pypi
 from pistachio_infra.sandbox.image import PodImage
 from pistachio_infra.sandbox.podhost import PodHost, pod_user
 from pistachio_infra.sandbox.standins import build_repos
@@ -44,6 +46,9 @@ def ckpt(tmp_path) -> Path:
     """A Wan checkpoint dir with the files DiffusionPipe opens (contents are not read beyond config.json)."""
     path = tmp_path / "models" / "Wan2.1-T2V-14B"
     (path / "google" / "umt5-xxl").mkdir(parents=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (path / "google" / "umt5-xxl" / name).write_text("{}")
+    (path / "google" / "umt5-xxl" / "spiece.model").write_bytes(b"\0" * 16)
     (path / "config.json").write_text(json.dumps({"model_type": "t2v", "dim": 5120, "num_layers": 40}))
     for name in ("Wan2.1_VAE.pth", "models_t5_umt5-xxl-enc-bf16.pth",
                  "diffusion_pytorch_model-00001-of-00006.safetensors"):
@@ -63,8 +68,9 @@ def images(folder: Path, n: int, colour=(200, 30, 30), captions: bool = True) ->
 class Job:
     """A training job's files in a tmp dir: dataset, eval set, TOMLs, scenario; runs the trainer."""
 
-    def __init__(self, root: Path, checkout: Path, ckpt: Path, image: PodImage, n_images: int = 4) -> None:
-        self.root, self.checkout, self.image = root, checkout, image
+    def __init__(self, root: Path, checkout: Path, ckpt: Path, image: PodImage, bin_dir: Path,
+                 n_images: int = 4) -> None:
+        self.root, self.checkout, self.image, self.bin_dir = root, checkout, image, bin_dir
         self.data = images(root / "data", n_images)
         self.evaldata = images(root / "evaldata", 2, colour=(20, 30, 200))
         self.dataset = {"resolutions": [512], "enable_ar_bucket": True, "min_ar": 0.5, "max_ar": 2.0,
@@ -104,7 +110,7 @@ class Job:
         return [*head, "train.py", "--deepspeed", "--config", str(config), *extra]
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {"PATH": f"{self.image.bin_dir}:/usr/bin:/bin", "HOME": str(self.root),
+        return {"PATH": f"{self.bin_dir}:{self.image.bin_dir}:/usr/bin:/bin", "HOME": str(self.root),
                 "PISTACHIO_STANDIN_SCENARIO": str(self.root / "scenario.json"), "NCCL_P2P_DISABLE": "1",
                 "NCCL_IB_DISABLE": "1", **extra}
 
@@ -116,9 +122,15 @@ class Job:
         return sorted(p for p in self.output.iterdir() if p.is_dir())
 
 
+@pytest.fixture(scope="module")
+def pod_python(pod_image, tmp_path_factory) -> Path:
+    """A pod's Python after bootstrap: the image plus the stand-in flash-attn wheel."""
+    return container_with_flash_attn(pod_image, tmp_path_factory.mktemp("pod"))
+
+
 @pytest.fixture
-def job(tmp_path, checkout, ckpt, pod_image) -> Job:
-    return Job(tmp_path, checkout, ckpt, pod_image)
+def job(tmp_path, checkout, ckpt, pod_image, pod_python) -> Job:
+    return Job(tmp_path, checkout, ckpt, pod_image, pod_python)
 
 
 def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -266,7 +278,8 @@ REFUSALS = {
     "string eval dataset": (_string_eval, "TypeError"),
     "no save cadence": (_no_save_cadence, "AssertionError"),
     "ckpt without config.json": (_no_config_json, "FileNotFoundError"),
-    "dataset dir missing": (_missing_dataset_dir, "FileNotFoundError"),
+    # utils/dataset.py@8f83dbf DirectoryDataset.__init__: `raise RuntimeError(f"Invalid path: {self.path}")`
+    "dataset dir missing": (_missing_dataset_dir, "RuntimeError: Invalid path:"),
     "dataset dir not writable": (_unwritable_dataset_dir, "Error"),
     "wandb without its keys": (_wandb_without_keys, "KeyError: 'wandb_api_key'"),
     "wandb without any api key": (_wandb_without_any_key, "api_key not configured"),
@@ -381,6 +394,37 @@ def test_sigterm_stops_training(job):
     proc.stderr.close()
 
 
+def test_startup_caches_then_loads_then_makes_the_run_folder_like_upstream(job):
+    """train.py@8f83dbf: dataset caching (utils/dataset.py lines) before the diffusion model load and the run
+    folder; "Global batch size" after it; --cache_only stops after caching, with no run folder."""
+    job.scenario["trainer"]["seconds_to_load_model"] = 0.0
+    result = job.run("--cache_only")
+    assert result.returncode == 0, result.stderr
+    assert not job.output.exists() or job.run_dirs() == []
+    out = result.stdout
+    marks = ["Grouped metadata is not cached. Computing ungrouped metadata and then grouping.",
+             f"caching latents: {job.data}", "caching latents: (1.26, 1)", "caching latents: (1.26, ",
+             "Building iteration order", f"caching text embeddings: {job.data}",
+             f"caching latents: {job.evaldata}"]
+    assert [out.index(m) for m in marks] == sorted(out.index(m) for m in marks)
+    assert "Global batch size" not in out
+    full = job.run()
+    assert full.returncode == 0, full.stderr
+    assert full.stdout.index(f"caching text embeddings: {job.data}") < full.stdout.index("Global batch size = 1") \
+        < full.stdout.index("steps: 1 ")
+
+
+def test_wan_without_flash_attn_fails_at_the_first_forward_like_upstream(job):
+    """models/wan/attention.py@8f83dbf: `assert FLASH_ATTN_2_AVAILABLE` in the first transformer forward (here the
+    eval before the first step), after the model load and the caching were done; row T5 of tests/upstream."""
+    job.bin_dir = job.image.bin_dir  # the image as RunPod ships it: no flash-attn
+    result = job.run()
+    assert result.returncode != 0
+    assert result.stderr.rstrip().splitlines()[-1] == "AssertionError"
+    assert "Global batch size = 1" in result.stdout and "steps: 1 " not in result.stdout
+    assert job.run_dirs()  # the run folder was made before it failed: money spent, nothing trained
+
+
 def test_whole_path_inside_a_pod(job, repos, pod_image, tmp_path):
     """Clone with submodules, pip install, and train over SSH in a sandbox pod, as the tool does."""
     key = tmp_path / "key"
@@ -391,6 +435,7 @@ def test_whole_path_inside_a_pod(job, repos, pod_image, tmp_path):
         port = sock.getsockname()[1]
     job.config.update(epochs=1)
     job.write()
+    wheel, _ = pypi.build_wheel(pypi.STANDIN_WHEELS["flash-attn"], tmp_path / "wheels")
     host.start("podtrain", ssh_port=port, public_key=key.with_suffix(".pub").read_text(), workspace=tmp_path / "ws",
                env={"RUNPOD_POD_ID": "podtrain", "PISTACHIO_STANDIN_SCENARIO": str(job.root / "scenario.json")})
     try:
@@ -398,6 +443,7 @@ def test_whole_path_inside_a_pod(job, repos, pod_image, tmp_path):
             'set -e; cd "$PISTACHIO_WORKSPACE"; '
             f"git clone -q --recurse-submodules {repos['diffusion-pipe'].url} diffusion-pipe; cd diffusion-pipe; "
             "pip install -q -r requirements.txt; "
+            f"pip install -q --no-deps {wheel}; "  # what the bootstrap's flash-attn step does
             'NCCL_P2P_DISABLE="1" NCCL_IB_DISABLE="1" deepspeed --num_gpus=1 train.py --deepspeed '
             f"--config {job.root / 'wan_lora.toml'}"
         )

@@ -30,6 +30,8 @@ trainer (diffusion-pipe train.py)
   lora_dim           width of the saved LoRA tensors, scaled down from Wan's 5120 (64)
   lora_blocks        transformer blocks with LoRA tensors, scaled down from Wan 14B's 40 (2)
   seed               seeds noise and weights (0)
+  seconds_per_cached_image  wall time of caching one image's latents, per size bucket, before the run folder (0)
+  seconds_to_load_model     wall time of loading the transformer, after caching and before the run folder (0)
 captioner (joy-caption-batch batch-alpha2.py)
   fail_images        file names or glob patterns; a batch holding one fails in generate() ("Generation failed: …"),
                      the whole batch gets no captions, and the script still exits 0 ([])

@@ -27,6 +27,25 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "submodules" / "ComfyUI"))
 
+# models/wan/attention.py@8f83dbf: flash-attn 3 if it imports, else flash-attn 2; neither is in requirements.txt
+try:
+    import flash_attn_interface  # noqa: F401
+    FLASH_ATTN_3_AVAILABLE = True
+except ModuleNotFoundError:
+    FLASH_ATTN_3_AVAILABLE = False
+try:
+    import flash_attn  # noqa: F401
+    FLASH_ATTN_2_AVAILABLE = True
+except ModuleNotFoundError:
+    FLASH_ATTN_2_AVAILABLE = False
+
+
+def flash_attention():
+    """Every Wan transformer forward (models/wan/model.py -> attention.py `flash_attention`): without flash-attn 3
+    it asserts flash-attn 2, a bare AssertionError at the first eval or step, after loading and caching."""
+    if not FLASH_ATTN_3_AVAILABLE:
+        assert FLASH_ATTN_2_AVAILABLE
+
 DTYPE_MAP = {
     "float32": "F32",
     "float16": "F16",
@@ -56,6 +75,8 @@ SCENARIO_DEFAULTS = {
     "lora_dim": 64,
     "lora_blocks": 2,
     "seed": 0,
+    "seconds_per_cached_image": 0.0,
+    "seconds_to_load_model": 0.0,
 }
 
 
@@ -137,6 +158,29 @@ def micro_batch(value):
     return int(value)
 
 
+T5_TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json", "tokenizer.json", "spiece.model")
+
+
+def load_t5_tokenizer(folder):
+    """models/wan/tokenizers.py@8f83dbf: AutoTokenizer.from_pretrained(<ckpt>/google/umt5-xxl) — transformers reads
+    tokenizer_config.json (the class), special_tokens_map.json (pad/eos/unk), tokenizer.json (the fast tokenizer)
+    and spiece.model (the SentencePiece model T5Tokenizer is built from); any missing or unreadable: it fails."""
+    hint = (f"Can't load tokenizer for '{folder}'. If you were trying to load it from 'https://huggingface.co/models', "
+            "make sure you don't have a local directory with the same name. Otherwise, make sure "
+            f"'{folder}' is the correct path to a directory containing all relevant files for a T5TokenizerFast "
+            "tokenizer.")
+    for name in T5_TOKENIZER_FILES:
+        path = folder / name
+        if not path.is_file() or path.stat().st_size == 0:
+            raise OSError(hint)
+        if name.endswith(".json"):
+            try:
+                json.loads(path.read_text())
+            except ValueError as e:
+                raise OSError(f"{hint} ({name}: {e})") from e
+    print(f"Loaded T5 tokenizer from {folder}")
+
+
 def load_wan(model):
     if model["type"] != "wan":
         raise NotImplementedError(f"Model type {model['type']} is not implemented (sandbox stand-in: wan only)")
@@ -146,14 +190,20 @@ def load_wan(model):
     for needed in ("Wan2.1_VAE.pth",):
         if not (ckpt_dir / needed).is_file():
             raise FileNotFoundError(f"[Errno 2] No such file or directory: '{ckpt_dir / needed}'")
-    if not (ckpt_dir / "google" / "umt5-xxl").is_dir():
-        raise OSError(f"Can't load tokenizer for '{ckpt_dir / 'google' / 'umt5-xxl'}'.")
+    load_t5_tokenizer(ckpt_dir / "google" / "umt5-xxl")
     if "llm_path" in model:
         if not Path(model["llm_path"]).exists():
             raise FileNotFoundError(f"[Errno 2] No such file or directory: '{model['llm_path']}'")
     elif not (ckpt_dir / "models_t5_umt5-xxl-enc-bf16.pth").is_file():
         t5 = ckpt_dir / "models_t5_umt5-xxl-enc-bf16.pth"
         raise FileNotFoundError(f"[Errno 2] No such file or directory: '{t5}'")
+    return wan_config
+
+
+def load_diffusion_model(model, knobs):
+    """model.load_diffusion_model(): the transformer (Wan 14B: ~28 GB read in bf16, then cast), after caching."""
+    ckpt_dir = Path(model["ckpt_path"])
+    time.sleep(float(knobs["seconds_to_load_model"]))
     if "transformer_path" in model:
         path = Path(model["transformer_path"])
         if not path.exists():
@@ -162,41 +212,102 @@ def load_wan(model):
             raise ValueError("fp8_scaled models are not supported")
     elif not list(ckpt_dir.glob("diffusion_pytorch_model*.safetensors")):
         raise FileNotFoundError(f"No diffusion_pytorch_model*.safetensors found in {ckpt_dir}")
-    return wan_config
 
 
-def count_directory(directory, top, model_name):
-    """Examples contributed by one [[directory]]: top-level media files with captions, times num_repeats."""
+ROUND_DECIMAL_DIGITS = 3  # utils/dataset.py
+PIXELS_ROUND_TO = 16  # models/base.py pixels_round_to_multiple (Wan 2.1 T2V keeps the default)
+
+
+def log_warning(message):
+    # deepspeed's logger (utils/dataset.py uses deepspeed.utils.logging.logger)
+    stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
+    print(f"[{stamp}] [WARNING] [dataset.py] {message}", flush=True)
+
+
+def round_to_multiple(x):  # utils/common.py round_to_nearest_multiple
+    return int(round(x / PIXELS_ROUND_TO) * PIXELS_ROUND_TO)
+
+
+def dedup_and_sort(values):
+    return sorted({round(float(v), ROUND_DECIMAL_DIGITS) for v in values})
+
+
+def directory_setting(directory, top, key, default=None):
+    return directory.get(key, top.get(key, default))
+
+
+def aspect_ratios(directory, top):
+    """DirectoryDataset.__init__ (utils/dataset.py@8f83dbf): [1.0] without enable_ar_bucket, the user's ar_buckets
+    (a [w, h] pair is w/h), else np.geomspace(min_ar, max_ar, num_ar_buckets); rounded to 3 places, sorted."""
+    import numpy as np
+
+    if not directory_setting(directory, top, "enable_ar_bucket", False):
+        ars = [1.0]
+    elif given := directory_setting(directory, top, "ar_buckets"):
+        ars = [a[0] / a[1] if isinstance(a, (list, tuple)) else a for a in given]
+    else:
+        ars = np.geomspace(directory_setting(directory, top, "min_ar"), directory_setting(directory, top, "max_ar"),
+                           num=directory_setting(directory, top, "num_ar_buckets"))
+    return dedup_and_sort(ars)
+
+
+def size_buckets_of_directory(directory, top, model_name):
+    """{(ar, w, h, frames): [files] × num_repeats} for one [[directory]]: media files with captions, each in the
+    aspect-ratio bucket nearest in log space (_find_closest_ar_bucket), one size bucket per resolution
+    (ARBucketDataset.cache_latents: area = res², w = sqrt(area·ar), h = area/w, rounded to a multiple of 16)."""
+    import numpy as np
     from PIL import Image
 
     path = Path(directory["path"])
     if not path.is_dir():
-        raise FileNotFoundError(f"[Errno 2] No such file or directory: '{path}'")
+        raise RuntimeError(f"Invalid path: {path}")
     # the latent cache lives inside the dataset directory, so it must be writable
     cache_dir = path / "cache" / model_name
     cache_dir.mkdir(parents=True, exist_ok=True)
-    skip_empty = directory.get("skip_empty_caption", top.get("skip_empty_caption", True))
-    count = 0
-    for file in sorted(path.iterdir()):
-        if not file.is_file() or file.suffix.lower() in SKIPPED_SUFFIXES:
+    skip_empty = directory_setting(directory, top, "skip_empty_caption", True)
+    repeats = int(directory_setting(directory, top, "num_repeats", 1))
+    if repeats <= 0:
+        raise ValueError(f"num_repeats must be >0, was {repeats}")
+    ars = aspect_ratios(directory, top)
+    log_ars = np.log(ars)
+    resolutions = dedup_and_sort(
+        math.sqrt(r[0] * r[1]) if isinstance(r, (list, tuple)) else r
+        for r in directory_setting(directory, top, "resolutions")
+    )
+    by_ar = {}
+    for file in sorted(path.glob("*")):
+        if not file.is_file() or file.suffix in SKIPPED_SUFFIXES:
             continue
-        if file.suffix.lower() not in VIDEO_SUFFIXES:
-            try:
-                with Image.open(file) as im:
-                    im.verify()
-            except Exception as e:
-                print(f"WARNING: could not open {file}: {e}. Skipping.")
+        if not file.with_suffix(".txt").is_file():
+            if skip_empty:
+                log_warning(f"Cound not find caption for {file}. Skipping image.")
                 continue
-        if not file.with_suffix(".txt").is_file() and skip_empty:
-            print(f"WARNING: skipping {file} because it has no caption file")
+            log_warning(f"Cound not find caption for {file}. Using empty caption.")
+        if file.suffix.lower() in VIDEO_SUFFIXES:
+            raise NotImplementedError("sandbox stand-in: videos are not supported")
+        try:
+            with Image.open(file) as im:
+                width, height = im.size
+        except Exception as e:
+            log_warning(f"Media file {file} could not be opened. Skipping. The exception was: {e}")
             continue
-        count += 1
-    (cache_dir / "metadata.json").write_text(json.dumps({"files": count}))
-    repeats = int(directory.get("num_repeats", top.get("num_repeats", 1)))
-    return count * repeats
+        ar = ars[int(np.argmin(np.abs(np.log(width / height) - log_ars)))]
+        by_ar.setdefault(ar, []).append(file.name)
+    (cache_dir / "metadata.json").write_text(json.dumps({"ar_buckets": {str(k): v for k, v in by_ar.items()}}))
+    buckets = {}
+    for ar, files in by_ar.items():
+        for res in resolutions:
+            w = math.sqrt(res * res * ar)
+            h = res * res / w
+            key = (ar, round_to_multiple(w), round_to_multiple(h), 1)
+            buckets[key] = files * repeats
+    return buckets
 
 
-def dataset_examples(dataset_path, model_name):
+def cache_dataset(dataset_path, model_name, knobs):
+    """The caching phase (train.py -> DatasetManager.cache, utils/dataset.py@8f83dbf), before the diffusion model
+    loads and before the run folder exists: metadata, then latents per directory, aspect-ratio bucket and size
+    bucket, then text embeddings, with upstream's lines. Returns (dataset config, {size bucket: examples})."""
     with open(dataset_path, "rb") as f:
         dataset = tomllib.load(f)
     resolutions = dataset.get("resolutions")
@@ -204,10 +315,46 @@ def dataset_examples(dataset_path, model_name):
         raise KeyError("resolutions")
     if len(resolutions) > 3:
         raise RuntimeError("More than 3 resolutions set. Pass --i_know_what_i_am_doing if this is intended.")
-    total = 0
+    merged = {}
     for directory in dataset["directory"]:
-        total += count_directory(directory, dataset, model_name) * len(resolutions)
-    return total
+        print("Grouped metadata is not cached. Computing ungrouped metadata and then grouping.")
+        buckets = size_buckets_of_directory(directory, dataset, model_name)
+        print(f"caching latents: {directory['path']}")
+        for ar in sorted({key[0] for key in buckets}):
+            print(f"caching latents: ({ar}, 1)")
+            for key in (k for k in buckets if k[0] == ar):
+                print(f"caching latents: {key}")
+                time.sleep(float(knobs["seconds_per_cached_image"]) * len(set(buckets[key])))
+                print("Building iteration order")
+        print(f"caching text embeddings: {directory['path']}")
+        for key, items in buckets.items():
+            merged.setdefault(key, []).extend(items)
+    return dataset, merged
+
+
+def batch_dataset(dataset, merged, global_batch):
+    """Dataset.post_init + ConcatenatedBatchedDataset (utils/dataset.py@8f83dbf), after the run folder exists: the
+    same size bucket of every directory is concatenated, then cut to a multiple of the global batch; a bucket cut to
+    nothing is dropped with a warning; nothing left raises in PipelineDataLoader. Returns (batches per epoch,
+    {size bucket: examples kept})."""
+    kept = {}
+    for key, items in merged.items():
+        kept[key] = len(items) // global_batch * global_batch
+        if kept[key] == 0:
+            log_warning(f"size bucket {key} is being completely dropped because it doesn't have enough images")
+    batches = sum(n // global_batch for n in kept.values())
+    if batches == 0:
+        raise RuntimeError(
+            "Processed dataset was empty. Probably caused by rounding down for each size bucket.\n"
+            "Try decreasing the global batch size, or increasing num_repeats.\n"
+            f"The dataset config that triggered this error was:\n{dataset}"
+        )
+    return batches, kept
+
+
+def load_dataset(dataset_path, model_name, global_batch, knobs=None):
+    """Both phases at once (for callers that do not need the run folder in between)."""
+    return batch_dataset(*cache_dataset(dataset_path, model_name, knobs or SCENARIO_DEFAULTS), global_batch)
 
 
 class Curve:
@@ -349,6 +496,7 @@ class Trainer:
 
     def evaluate(self, x):
         start = time.time()
+        flash_attention()
         step = x if not self.config["x_axis_examples"] else self.step
         for name in self.eval_names:
             loss = self.curve.eval_loss(step)
@@ -391,25 +539,19 @@ class Trainer:
         mbs = micro_batch(config.get("micro_batch_size_per_gpu", 1))
         gas = int(config.get("gradient_accumulation_steps", 1))
         gbs = mbs * gas
-        print(f"Global batch size = {gbs}")
-        examples = dataset_examples(config["dataset"], "wan")
-        eval_sets = []
+        # train.py order: datasets read and cached (latents, text embeddings), then the diffusion model loads, then
+        # the run folder; deepspeed.initialize ("Global batch size"); then the batching (dropped buckets, empty)
+        train_cache = cache_dataset(config["dataset"], "wan", self.k)
+        eval_caches = []
         for i, eval_dataset in enumerate(config["eval_datasets"]):
             if isinstance(eval_dataset, str):
                 name, path = f"eval{i}", eval_dataset
             else:
                 name, path = eval_dataset["name"], eval_dataset["config"]
-            eval_sets.append((name, dataset_examples(path, "wan")))
-        if examples == 0:
-            raise RuntimeError("Dataset is empty: no captioned media files found")
-        steps_per_epoch = max(1, math.ceil(examples / gbs))
-        epochs = int(config["epochs"])
-        max_steps = config.get("max_steps")
-        total_steps = epochs * steps_per_epoch if max_steps is None else min(int(max_steps), epochs * steps_per_epoch)
-        if "save_every_n_examples" in config:
-            config["save_every_n_steps"] = int(config["save_every_n_examples"]) // gbs
-        if config["eval_every_n_examples"]:
-            config["eval_every_n_steps"] = int(config["eval_every_n_examples"]) // gbs
+            eval_caches.append((name, cache_dataset(path, "wan", self.k)))
+        if args.cache_only:
+            return 0
+        load_diffusion_model(model, self.k)
 
         resume = args.resume_from_checkpoint if args.resume_from_checkpoint is not None else config.get(
             "resume_from_checkpoint"
@@ -429,10 +571,22 @@ class Trainer:
                 shutil.copy(eval_dataset["config"], self.run_dir)
 
         self.setup_wandb()
+        print(f"Global batch size = {gbs}")
+        if "save_every_n_examples" in config:
+            config["save_every_n_steps"] = int(config["save_every_n_examples"]) // gbs
+        if config["eval_every_n_examples"]:
+            config["eval_every_n_steps"] = int(config["eval_every_n_examples"]) // gbs
+        # one-frame buckets use the image micro batch (train.py: image_micro_batch_size_per_gpu, default: micro)
+        image_gbs = micro_batch(config.get("image_micro_batch_size_per_gpu", config.get("micro_batch_size_per_gpu", 1)))
+        steps_per_epoch, _ = batch_dataset(*train_cache, image_gbs * gas)
+        eval_gbs = micro_batch(config.get("eval_micro_batch_size_per_gpu", config.get("micro_batch_size_per_gpu", 1)))
+        eval_gbs *= int(config["eval_gradient_accumulation_steps"])
+        eval_sets = [(name, batch_dataset(*cached, eval_gbs)[0]) for name, cached in eval_caches]
+        epochs = int(config["epochs"])
+        max_steps = config.get("max_steps")
+        total_steps = epochs * steps_per_epoch if max_steps is None else min(int(max_steps), epochs * steps_per_epoch)
         if blocks_to_swap > 0:
             print(f"Block swap enabled. Swapping {blocks_to_swap} blocks out of {self.num_layers} blocks.")
-        if args.cache_only:
-            return 0
 
         self.eval_names = [name for name, _ in eval_sets]
         self.curve = Curve(self.k, total_steps)
@@ -476,6 +630,7 @@ class Trainer:
         finished = epoch > epochs or (max_steps is not None and step >= int(max_steps))
         while not finished:
             t0 = time.time()
+            flash_attention()
             time.sleep(float(self.k["seconds_per_step"]))
             step += 1
             self.step = step
