@@ -156,10 +156,11 @@ def _record(ctx: RunContext, state: dict[str, Any], pod: str | None) -> None:
     """The supervisor's progress into the state store: its stages (started, done), launches and run."""
     store, stages = ctx.store, ctx.stages
     events = store.events(ctx.job_id)
-    launched = [e for e in events if e["kind"] == Event.TRAIN_LAUNCH and e.get("pod") == pod and e.get("supervisor")]
-    for launch_rec in state.get("launches", [])[len(launched):]:
-        store.add_event(ctx.job_id, Event.TRAIN_LAUNCH, {"pod": pod, "resume": launch_rec.get("resume"),
-                                                         "supervisor": True})
+    launched = {e.get("launched_at") for e in events if e["kind"] == Event.TRAIN_LAUNCH}
+    for launch_rec in state.get("launches", []):  # each launch once, whoever saw it first (watch or pull)
+        if launch_rec.get("at") not in launched:
+            store.add_event(ctx.job_id, Event.TRAIN_LAUNCH, {"pod": pod, "resume": launch_rec.get("resume"),
+                                                             "supervisor": True, "launched_at": launch_rec.get("at")})
     run = state.get("run")
     if run and not any(e["kind"] == Event.TRAIN_RUN and e.get("name") == run for e in events):
         store.add_event(ctx.job_id, Event.TRAIN_RUN, {"name": run, "pod": pod})
