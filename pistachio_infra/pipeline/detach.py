@@ -41,16 +41,16 @@ STUBS = ("pipeline/__init__.py", "pods/__init__.py")
 class Detached(Exception):
     """The client stopped watching; the pod's supervisor finishes, publishes and terminates the pod on its own."""
 
-    def __init__(self, repo_id: str, job: str, why: str) -> None:
-        self.repo_id, self.job, self.why = repo_id, job, why
+    def __init__(self, repo_id: str, job: str, pod: str | None, why: str) -> None:
+        self.repo_id, self.job, self.pod, self.why = repo_id, job, pod, why
         super().__init__(why)
 
     def lines(self) -> list[str]:
         return [self.why,
                 "the pod finishes, publishes and shuts itself down on its own",
-                f"  follow:  pistachio-infra train {self.job}   (or `pistachio-infra logs POD --job supervisor`)",
+                f"  follow:  pistachio-infra train {self.job}  (or: pistachio-infra logs {self.pod} --job supervisor)",
                 f"  result:  pistachio-infra pull {self.job}   (from {self.repo_id}, renting nothing)",
-                f"  stop it: pistachio-infra down {self.job}"]
+                f"  stop it: pistachio-infra down {self.pod}"]
 
 
 class SupervisorError(PistachioError):
@@ -60,6 +60,11 @@ class SupervisorError(PistachioError):
 def enabled(ctx: RunContext) -> bool:
     """The run is supervised on the pod when its result has somewhere durable to go (the HF repo)."""
     return destination(ctx) is not None
+
+
+def supervised(store: Any, job_id: int) -> bool:
+    """Whether the job's pod runs a supervisor (launched by a client): its pod is in use without a client."""
+    return any(e["kind"] == Event.SUPERVISOR and e.get("launched") for e in store.events(job_id))
 
 
 # --- launching ----------------------------------------------------------------------------------------------
@@ -225,14 +230,15 @@ def supervise(ctx: RunContext, *, detach: bool) -> TrainDone:
     repo_id = destination(ctx) or ""
     if detach:
         ctx.session.detached = True
-        raise Detached(repo_id, ctx.job.name, f"detached from {ctx.job.name}: its supervisor runs on {ctx.pod_name}")
+        raise Detached(repo_id, ctx.job.name, ctx.pod_name,
+                       f"detached from {ctx.job.name}: its supervisor runs on {ctx.pod_name}")
     try:
         state = _watch(ctx)
     except KeyboardInterrupt:
         if _second_interrupt(ctx):
             raise
         ctx.session.detached = True
-        raise Detached(repo_id, ctx.job.name, "Ctrl-C: detached (the pod keeps going)") from None
+        raise Detached(repo_id, ctx.job.name, ctx.pod_name, "Ctrl-C: detached (the pod keeps going)") from None
     train = state["results"]["train"]
     ctx.say(f"training complete: {train['steps']} steps, {len(train['saved'])} LoRA checkpoints")
     return load(TrainDone, train)
