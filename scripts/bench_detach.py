@@ -115,6 +115,9 @@ def _state(home: Path, what: str) -> object:
         job_id = jobs[-1]["id"]
         if what == "launches":
             return len([e for e in store.events(job_id) if e["kind"] == "train_launch"])
+        if what.startswith("pod:"):  # the pod's supervisor entered this stage (seen by the watching client)
+            return any(e["kind"] == "stage" and e.get("supervisor") and e.get("stage") == what[4:]
+                       for e in store.events(job_id))
         rec = next((r for r in store.stages(job_id) if r.stage == what), None)
         return rec.status if rec else None
     finally:
@@ -139,7 +142,7 @@ def ratio(bench: Bench, epochs: int) -> dict:
     return out
 
 
-def matrix(bench: Bench, stages: list[str], epochs: int) -> list[dict]:
+def matrix(bench: Bench, stages: list[str], epochs: int, pod_points: set[str]) -> list[dict]:
     rows = []
     for stage in stages:
         since = {p["id"] for p in bench.admin.pods()}
@@ -151,8 +154,12 @@ def matrix(bench: Bench, stages: list[str], epochs: int) -> list[dict]:
                          extra={"PISTACHIO_PAUSE_AT": f"{stage}:@{release}"})
         give_up = time.monotonic() + 600
         while time.monotonic() < give_up and proc.poll() is None:
-            held = (_state(bench.root, "launches") or 0) > 0 if stage == "train-launched" else \
-                _state(bench.root, stage) == "running"
+            if stage == "train-launched":
+                held = (_state(bench.root, "launches") or 0) > 0
+            elif stage in pod_points:
+                held = bool(_state(bench.root, f"pod:{stage}"))
+            else:
+                held = _state(bench.root, stage) == "running"
             if held:
                 break
             time.sleep(0.2)
@@ -186,6 +193,9 @@ def main() -> int:
     parser.add_argument("--stages", default=",".join(STAGES))
     parser.add_argument("--epochs", type=int, default=20, help="epochs of each job (3 steps each)")
     parser.add_argument("--seconds-per-step", type=float, default=0.5)
+    parser.add_argument("--pod-points", default="",
+                        help="stages whose pause point the pod's supervisor honours (this branch: "
+                             "caption,split,select,publish); empty for a checkout without the supervisor")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     bench = Bench(Path(tempfile.mkdtemp(prefix="pistachio-bench-detach-")), args.seconds_per_step)
@@ -194,7 +204,8 @@ def main() -> int:
         if not args.matrix_only:
             numbers["ratio"] = ratio(bench, args.epochs)
         if not args.ratio_only:
-            numbers["matrix"] = matrix(bench, [s for s in args.stages.split(",") if s], args.epochs)
+            numbers["matrix"] = matrix(bench, [s for s in args.stages.split(",") if s], args.epochs,
+                                       {s for s in args.pod_points.split(",") if s})
     finally:
         bench.stop()
     if args.json:

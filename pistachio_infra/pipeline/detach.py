@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shlex
@@ -27,15 +28,21 @@ from typing import Any
 from ..errors import PistachioError
 from .context import RunContext
 from .publish import BASE_MODEL, destination
-from .results import Event, PublishDone, SelectDone, TrainDone, load
+from .results import CaptionDone, Event, PublishDone, SelectDone, SplitDone, StageResult, TrainDone, load
+from .table import row
 
 SUPERVISOR_JOB = "supervisor"
 ZIPAPP = "supervisor.pyz"
 # Modules the supervisor imports, shipped as they are (package root relative); the package __init__ files of
 # pipeline/ and pods/ are replaced by empty ones (theirs import the client's dependencies).
-SHIPPED = ("__init__.py", "errors.py", "pods/supervisor.py", "pipeline/trainlog.py", "pipeline/publish.py",
-           "pipeline/results.py", "selection/__init__.py", "selection/choose.py", "selection/tbevents.py")
-STUBS = ("pipeline/__init__.py", "pods/__init__.py")
+SHIPPED = ("__init__.py", "errors.py", "pods/supervisor.py", "pipeline/trainlog.py", "pipeline/captioncheck.py",
+           "pipeline/publish.py", "pipeline/results.py", "dataset/split.py", "selection/__init__.py",
+           "selection/choose.py", "selection/tbevents.py")
+STUBS = ("pipeline/__init__.py", "pods/__init__.py", "dataset/__init__.py")
+
+
+SUPERVISED: dict[str, type[StageResult]] = {"caption": CaptionDone, "split": SplitDone, "train": TrainDone,
+                                             "select": SelectDone, "publish": PublishDone}
 
 
 class Detached(Exception):
@@ -97,6 +104,7 @@ def plan(ctx: RunContext) -> dict[str, Any]:
 
     rendered = rendered_for(ctx)
     layout, job = ctx.job_layout, ctx.job
+    caption = _caption_plan(ctx, rendered)
     files = files_for(ctx.remote)
     cadence = rendered.cadence
     settings = (("rank", job.rank), ("learning rate", job.lr), ("epochs", job.epochs), ("max steps", job.max_steps),
@@ -114,6 +122,7 @@ def plan(ctx: RunContext) -> dict[str, Any]:
         "markers": {"finished_marker": str(files.finished_marker), "harvested_marker": str(files.harvested_marker),
                     "release_marker": str(files.release_marker)},
         "eval_name": EVAL_NAME,
+        "caption": caption,
         "train": {"argv": list(rendered.train_argv), "cwd": rendered.train_cwd, "env": dict(rendered.train_env),
                   "output_dir": str(layout.output_dir), "total": cadence.estimated_steps if cadence else 0,
                   "run": _recorded_run(ctx)},
@@ -125,6 +134,32 @@ def plan(ctx: RunContext) -> dict[str, Any]:
                      "settings": [[k, str(v)] for k, v in settings if v is not None]},
         },
     }
+
+
+def _caption_plan(ctx: RunContext, rendered: Any) -> dict[str, Any]:
+    """What the supervisor's caption and split stages need: the captioner's command lines (first pass and the
+    one-per-batch retry, as caption.py runs them) and the split's inputs."""
+    from ..config.render import joycaption_argv
+    from ..dataset.scan import MIN_IMAGES
+    from ..pods.bootstrap import joycaption_python
+    from .caption import user_captions
+
+    layout = ctx.job_layout
+    names = [i.name for i in ctx.dataset.usable]
+    keep_user = user_captions(ctx)
+    python = joycaption_python(str(ctx.remote.workspace))
+    retry_list = layout.config_dir / "caption-retry-filelist.txt"
+    argv = {batch: [*joycaption_argv({**rendered.joycaption, "batch_processing_count": batch}, python=python,
+                                     filelist=filelist), "--print-captioning-status"]
+            for batch, filelist in ((int(rendered.joycaption["batch_processing_count"]), layout.caption_filelist),
+                                    (1, retry_list))}
+    first, retry = argv.values() if len(argv) == 2 else (next(iter(argv.values())),) * 2
+    return {"names": names, "need": [n for n in names if n not in keep_user], "trigger": ctx.job.trigger,
+            "images_dir": str(layout.images_dir), "argv": first, "retry_argv": retry,
+            "filelist": str(layout.caption_filelist), "retry_filelist": str(retry_list),
+            "env": {**rendered.joycaption_env, "HF_ENDPOINT": ctx.cloud.hf_endpoint},
+            "cwd": str(rendered.joycaption["workdir"]), "min_images": MIN_IMAGES, "seed": ctx.job.seed,
+            "eval_split": ctx.job.eval_split, "train_dir": str(layout.train_dir), "eval_dir": str(layout.eval_dir)}
 
 
 def launch(ctx: RunContext) -> None:
@@ -140,11 +175,16 @@ def launch(ctx: RunContext) -> None:
     env = {"HF_TOKEN": get_secret("HF_TOKEN", required=True) or "", "PYTHONUNBUFFERED": "1"}
     if ctx.job.wandb_enabled:
         env["WANDB_API_KEY"] = get_secret("WANDB_API_KEY", required=True) or ""
+    if ctx.cloud.hf_token:  # the model host's token, for the captioner's downloads
+        env["PISTACHIO_CAPTION_HF_TOKEN"] = ctx.cloud.hf_token
     if os.environ.get(PAUSE_ENV):
         env[PAUSE_ENV] = os.environ[PAUSE_ENV]
     remote.start_detached(SUPERVISOR_JOB, f"exec python3 {ZIPAPP} plan.json", env=env, cwd=folder)
     ctx.store.add_event(ctx.job_id, Event.SUPERVISOR, {"pod": ctx.pod_name, "launched": True})
-    ctx.say(f"the pod's supervisor runs the rest on {ctx.pod_name}: train → select → publish → shut down")
+    from .table import TABLE
+
+    ctx.say(f"the pod's supervisor runs the rest on {ctx.pod_name}: "
+            + " → ".join(r.name for r in TABLE if r.supervised) + " → shut down")
 
 
 def read_state(ctx: RunContext) -> dict[str, Any] | None:
@@ -170,15 +210,22 @@ def _record(ctx: RunContext, state: dict[str, Any], pod: str | None) -> None:
     if run and not any(e["kind"] == Event.TRAIN_RUN and e.get("name") == run for e in events):
         store.add_event(ctx.job_id, Event.TRAIN_RUN, {"name": run, "pod": pod})
     stage = state.get("stage")
-    if stage in ("select", "publish") and stages.record(stage) is None:
-        store.stage_started(ctx.job_id, stage)
-        store.add_event(ctx.job_id, Event.STAGE, {"stage": stage, "supervisor": True})
+    if stage in SUPERVISED and not any(e["kind"] == Event.STAGE and e.get("supervisor") and e.get("stage") == stage
+                                       and e.get("pod") == pod for e in events):
+        if not stages.is_done(stage, pod):
+            store.stage_started(ctx.job_id, stage)
+        store.add_event(ctx.job_id, Event.STAGE, {"stage": stage, "supervisor": True, "pod": pod})
     results = state.get("results", {})
-    for name, kind in (("select", SelectDone), ("publish", PublishDone)):
-        if name in results and not stages.is_done(name):
+    for name, kind in SUPERVISED.items():
+        if name in results and not stages.is_done(name, pod):
             if stages.record(name) is None:
                 store.stage_started(ctx.job_id, name)
-            stages.done(name, load(kind, results[name]))
+            result = load(kind, results[name])
+            if name == "caption":  # the captions reach this machine with the published result
+                result = dataclasses.replace(result, folder=str(ctx.captions_dir))
+            if row(name).per_pod:
+                result = dataclasses.replace(result, pod=pod)
+            stages.done(name, result)
 
 
 def adopt_published(ctx: RunContext) -> bool:
@@ -191,12 +238,10 @@ def adopt_published(ctx: RunContext) -> bool:
     result = published_result(ctx)
     if result is None or result.get("job_id") != ctx.job_id or result.get("stamp") != ctx.started.isoformat():
         return False
+    results = {k: result[k] for k in ("caption", "split", "train", "select") if k in result}
     state = {"launches": result.get("launches", []), "run": result["train"]["run"],
-             "results": {"select": result["select"], "publish": {"repo": destination(ctx)}}}
+             "results": {**results, "publish": {"repo": destination(ctx)}}}
     _record(ctx, state, None)
-    if ctx.stages.record("train") is None:
-        ctx.store.stage_started(ctx.job_id, "train")
-    ctx.stages.done("train", load(TrainDone, result["train"]))
     ctx.say(f"the pod's supervisor finished and published this run to {destination(ctx)}: installing it")
     return True
 
@@ -219,8 +264,14 @@ def published_result(ctx: RunContext) -> dict[str, Any] | None:
 
 # --- watching -----------------------------------------------------------------------------------------------
 
-def supervise(ctx: RunContext, *, detach: bool) -> TrainDone:
-    """The `train` row of a supervised run: launch (or re-attach to) the pod's supervisor and watch it to its end."""
+def supervise(ctx: RunContext, stage: str, *, detach: bool) -> StageResult:
+    """The first supervised row not done yet (caption, split or train): launch (or re-attach to) the pod's
+    supervisor and watch it to its end; every supervised row it finishes is recorded, `stage`'s result returned.
+    The configs are rendered first (the render row, before the hand-over: the supervisor cannot render)."""
+    from .table import row as table_row
+
+    if not ctx.stages.is_done("render", ctx.pod_name):
+        ctx.stages.run("render", lambda: table_row("render").run(ctx), pod=ctx.pod_name)
     job = ctx.remote.job(SUPERVISOR_JOB)
     if job is not None and job.running:
         ctx.say(f"re-attaching to the supervisor running on {ctx.pod_name}")
@@ -241,7 +292,8 @@ def supervise(ctx: RunContext, *, detach: bool) -> TrainDone:
         raise Detached(repo_id, ctx.job.name, ctx.pod_name, "Ctrl-C: detached (the pod keeps going)") from None
     train = state["results"]["train"]
     ctx.say(f"training complete: {train['steps']} steps, {len(train['saved'])} LoRA checkpoints")
-    return load(TrainDone, train)
+    result = ctx.stages.get(SUPERVISED[stage]) if not row(stage).per_pod else None
+    return result or load(SUPERVISED[stage], state["results"][stage])
 
 
 def _second_interrupt(ctx: RunContext) -> bool:
@@ -319,6 +371,10 @@ def harvest_published(ctx: RunContext, dest: Path, config_dest: Path) -> str:
     shutil.copyfile(lora, dest)
     if (folder / CONFIG_FILE).is_file():
         shutil.copyfile(folder / CONFIG_FILE, config_dest)
+    if (folder / "captions").is_dir():  # for review, and for a new pod
+        ctx.captions_dir.mkdir(parents=True, exist_ok=True)
+        for txt in (folder / "captions").glob("*.txt"):
+            shutil.copyfile(txt, ctx.captions_dir / txt.name)
     trained = ctx.stages.get(TrainDone)
     if trained is not None and (folder / "events").is_dir():
         mirror = ctx.mirror_dir / trained.run

@@ -313,6 +313,8 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
     from .publish import destination
 
     repo_id = destination(ctx)
+    if repo_id:  # the pod's supervisor runs these rows, and honours their pause points itself
+        stages.pod_holds = {r.name for r in TABLE if r.supervised}
     if req.detach and not repo_id:
         raise ConfigError("--detach needs a durable destination for the LoRA (nothing was rented)",
                           "set project.hf_namespace in pistachio.toml, or train attached (without --detach)")

@@ -81,14 +81,20 @@ def _upload(ctx: RunContext) -> UploadDone:
 
 def _caption(ctx: RunContext) -> CaptionDone:
     from .caption import caption
+    from .detach import enabled, supervise
     from .prepare import rendered_for
 
+    if enabled(ctx):
+        return supervise(ctx, "caption", detach=ctx.detach)  # type: ignore[return-value]
     return caption(ctx, rendered_for(ctx))
 
 
 def _split(ctx: RunContext) -> SplitDone:
+    from .detach import enabled, supervise
     from .prepare import split
 
+    if enabled(ctx):
+        return supervise(ctx, "split", detach=ctx.detach)  # type: ignore[return-value]
     return split(ctx)
 
 
@@ -104,7 +110,7 @@ def _train(ctx: RunContext) -> TrainDone:
     from .training import train
 
     if enabled(ctx):
-        return supervise(ctx, detach=ctx.detach)
+        return supervise(ctx, "train", detach=ctx.detach)  # type: ignore[return-value]
     return train(ctx, rendered_for(ctx))
 
 
@@ -156,8 +162,8 @@ TABLE: tuple[Row, ...] = (
     Row("provision", Where.POD, _provision, ProvisionDone, per_pod=True),
     Row("bootstrap", Where.POD, _bootstrap, BootstrapDone, per_pod=True),
     Row("upload", Where.POD, _upload, UploadDone, per_pod=True),
-    Row("caption", Where.POD, _caption, CaptionDone),
-    Row("split", Where.POD, _split, SplitDone, per_pod=True),
+    Row("caption", Where.POD, _caption, CaptionDone, supervised=True),
+    Row("split", Where.POD, _split, SplitDone, per_pod=True, supervised=True),
     Row("render", Where.POD, _render, RenderDone, per_pod=True),
     Row("train", Where.POD, _train, TrainDone, supervised=True),
     Row("select", Where.LOCAL, _select, SelectDone, supervised=True),

@@ -2,9 +2,12 @@
 
 It runs as one detached job ("supervisor", remote/jobs.py) with the pod's own Python (stdlib + numpy, safetensors,
 tensorboard, huggingface_hub: the pod image), shipped as a zipapp built from our own modules (pipeline/detach.py:
-this file, pipeline/trainlog.py, selection/, pipeline/publish.py), and walks the stage table's supervised rows
-(pipeline/table.py `Row.supervised`, listed in its plan) in order:
+this file, pipeline/trainlog.py, pipeline/captioncheck.py, dataset/split.py, selection/, pipeline/publish.py), and
+walks the stage table's supervised rows (pipeline/table.py `Row.supervised`, listed in its plan) in order:
 
+  caption  JoyCaption for the images without a user caption, every caption checked, failures retried alone once,
+           then dropped or the stage fails (the same rules as the client: pipeline/captioncheck.py)
+  split    the deterministic train/eval split (dataset/split.py) into the dataset folders
   train    DiffusionPipe, resumed from the run's last DeepSpeed checkpoint when one is on the pod
   select   the same selection code as the client (selection/choose.py) on the run's event files
   publish  the chosen adapter, its config, captions, configs, loss data and a model card to the private HF repo
@@ -65,7 +68,8 @@ class Supervisor:
     # --- the walk --------------------------------------------------------------------------------------------
 
     def run(self) -> int:
-        stages = {"train": self.train, "select": self.select, "publish": self.publish}
+        stages = {"caption": self.caption, "split": self.split, "train": self.train, "select": self.select,
+                  "publish": self.publish}
         try:
             for name in self.plan["stages"]:
                 if name in self.state["results"]:
@@ -90,6 +94,86 @@ class Supervisor:
         for marker in ("finished_marker", "harvested_marker", "release_marker"):
             Path(self.plan["markers"][marker]).touch()
         self.event("released the pod: the watchdog terminates it")
+
+    # --- caption and split ------------------------------------------------------------------------------------
+
+    def _captioner(self, argv: list[str], names: list[str], filelist: str, job: str) -> None:
+        from pistachio_infra.pipeline.captioncheck import captioner_problems, written_caption
+
+        spec = self.plan["caption"]
+        Path(filelist).parent.mkdir(parents=True, exist_ok=True)
+        Path(filelist).write_text("\n".join(f"{spec['images_dir']}/{n}" for n in names) + "\n")
+        env = {**os.environ, **spec["env"]}
+        token = os.environ.get("PISTACHIO_CAPTION_HF_TOKEN")
+        if token:
+            env["HF_TOKEN"] = token  # the model host's token, not the publishing one
+        else:
+            env.pop("HF_TOKEN", None)
+        log_dir = Path(self.plan["jobs_dir"]) / job
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.state.update(step=0, total=len(names), loss=None)
+        lines: list[str] = []
+        with open(log_dir / "log", "wb") as log:
+            proc = subprocess.Popen(argv, cwd=spec["cwd"], env=env, stdout=subprocess.PIPE, stderr=log,
+                                    stdin=subprocess.DEVNULL)
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                log.write(raw)
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                lines.append(line)
+                if written_caption(line) is not None:
+                    self.state["step"] += 1
+                    self.save()
+            code = proc.wait()
+        (log_dir / "exit_code").write_text(f"{code}\n")
+        if code != 0:
+            raise RuntimeError(f"joy-caption-batch exited with {code}: "
+                               + " | ".join(line for line in lines[-5:] if line.strip()))
+        text = (log_dir / "log").read_text(errors="replace").splitlines()
+        for message in captioner_problems(text):
+            self.event(f"captioner: {message.strip()[:200]}")
+
+    def caption(self) -> dict[str, Any]:
+        from pistachio_infra.pipeline.captioncheck import failed_captions, listed, to_drop
+
+        spec = self.plan["caption"]
+        need, images, trigger = spec["need"], Path(spec["images_dir"]), spec["trigger"]
+        dropped: list[str] = []
+        if need:
+            self.event(f"captioning {len(need)} image(s) with JoyCaption")
+            self._captioner(spec["argv"], need, spec["filelist"], "caption")
+            failed = failed_captions(images, need, trigger)
+            if failed:
+                self.event(f"{len(failed)} image(s) got no valid caption; retrying them once, one per batch")
+                self._captioner(spec["retry_argv"], sorted(failed), spec["retry_filelist"], "caption-retry")
+                failed = failed_captions(images, sorted(failed), trigger)
+            if failed:
+                dropped = to_drop(spec["names"], failed, spec["min_images"])
+                for name in dropped:
+                    (images / f"{Path(name).stem}.txt").unlink(missing_ok=True)
+                self.event(f"dropped {len(dropped)} image(s) JoyCaption could not caption after a retry: "
+                           f"{listed(failed)}")
+        return {"captioned": len(need) - len(dropped), "user_captions": len(spec["names"]) - len(need),
+                "dropped": dropped, "folder": None}
+
+    def split(self) -> dict[str, Any]:
+        from pistachio_infra.dataset.split import split_names
+
+        spec = self.plan["caption"]
+        dropped = set(self.state["results"]["caption"]["dropped"])
+        names = [n for n in spec["names"] if n not in dropped]
+        train, held_out = split_names(names, spec["seed"], spec["eval_split"])
+        images = Path(spec["images_dir"])
+        for folder, chosen in ((Path(spec["train_dir"]), train), (Path(spec["eval_dir"]), held_out)):
+            folder.mkdir(parents=True, exist_ok=True)
+            for old in folder.iterdir():  # keep DiffusionPipe's cache/ (it checks fingerprints itself)
+                if old.is_file():
+                    old.unlink()
+            for name in chosen:
+                for file in (name, f"{Path(name).stem}.txt"):
+                    shutil.copyfile(images / file, folder / file)
+        self.event(f"split: {len(train)} train / {len(held_out)} eval images")
+        return {"train": train, "eval": held_out}
 
     # --- train ------------------------------------------------------------------------------------------------
 
@@ -185,6 +269,7 @@ class Supervisor:
         for conf in Path(spec["config_dir"]).glob("*.toml"):
             shutil.copyfile(conf, report / "configs" / conf.name)
         result = {"job": self.plan["job"], "job_id": self.plan["job_id"], "stamp": self.plan["stamp"],
+                  **{k: self.state["results"][k] for k in ("caption", "split") if k in self.state["results"]},
                   "train": trained, "select": chosen, "launches": self.state["launches"]}
         (report / RESULT_FILE).write_text(json.dumps(result, indent=1))
         facts = CardFacts(**{**spec["card"], "settings": tuple(tuple(s) for s in spec["card"]["settings"])},

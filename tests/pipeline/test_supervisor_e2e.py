@@ -73,7 +73,14 @@ def _pull_renting_nothing(sandbox_admin, project: Path) -> None:  # type: ignore
     assert list((project.parent / "ComfyUI" / "models" / "loras").glob("*.safetensors"))
 
 
-@pytest.mark.parametrize("point", ["train-launched", "select", "publish"])
+def _supervisor_at(state, point: str) -> bool:  # type: ignore[no-untyped-def]
+    """The watching client saw the pod's supervisor enter `point` (held there by PISTACHIO_PAUSE_AT)."""
+    if point == "train-launched":
+        return bool(state.events("train_launch"))
+    return any(e.get("supervisor") and e.get("stage") == point for e in state.events("stage"))
+
+
+@pytest.mark.parametrize("point", ["caption", "split", "train-launched", "select", "publish"])
 def test_client_killed_at_a_supervised_stage_the_pod_publishes_and_ends_itself(
     sandbox, sandbox_admin, tmp_path, state, point
 ):
@@ -82,10 +89,7 @@ def test_client_killed_at_a_supervised_stage_the_pod_publishes_and_ends_itself(
     proc = start_cli("train", "pip", "--project", str(project),
                      env={"HF_TOKEN": _token(), "PISTACHIO_PAUSE_AT": f"{point}:@{release}"})
     try:
-        if point == "train-launched":  # the client records the supervisor's launch as it watches
-            wait_until(lambda: state.events("train_launch"), 240, "the supervisor's training launch", proc)
-        else:
-            wait_until(lambda: state.stage(point) == "running", 240, f"the supervisor at {point}", proc)
+        wait_until(lambda: _supervisor_at(state, point), 240, f"the supervisor at {point}", proc)
     finally:
         kill(proc)  # never restarted
     release.touch()
@@ -93,7 +97,8 @@ def test_client_killed_at_a_supervised_stage_the_pod_publishes_and_ends_itself(
                "the pod to publish the LoRA on its own")
     wait_until(lambda: not live_pods(sandbox_admin), 120, "the pod to terminate itself")
     result = _check_published(sandbox, tmp_path)
-    assert len(result["launches"]) == 1
+    assert len(result["launches"]) == 1 and len(sandbox_admin.pods()) == 1
+    assert {"caption", "split"} <= set(result)  # captioned and split on the pod
     _pull_renting_nothing(sandbox_admin, project)
 
 
