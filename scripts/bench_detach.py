@@ -103,13 +103,24 @@ class Bench:
         return "adapter_model.safetensors" in {s.rfilename for s in info.siblings or []}
 
 
-def _state(home: Path, what: str) -> object:
-    """A fresh read of the run's state store (events / stage status) of the bench's PISTACHIO_HOME."""
+def _last_job_id() -> int:
     from pistachio_infra.state import Store
 
     store = Store()
     try:
         jobs = store.jobs()
+        return jobs[-1]["id"] if jobs else 0
+    finally:
+        store.close()
+
+
+def _state(after: int, what: str) -> object:
+    """A fresh read of the state store (events / stage status) of the bench's newest job, if newer than `after`."""
+    from pistachio_infra.state import Store
+
+    store = Store()
+    try:
+        jobs = [j for j in store.jobs() if j["id"] > after]
         if not jobs:
             return None
         job_id = jobs[-1]["id"]
@@ -150,16 +161,17 @@ def matrix(bench: Bench, stages: list[str], epochs: int, pod_points: set[str]) -
         project = bench.project(name, publish=True, epochs=epochs)
         release = bench.root / f"{name}.release"
         os.environ["PISTACHIO_HOME"] = bench.env["PISTACHIO_HOME"]
+        after = _last_job_id()  # the job of this row is newer
         proc = bench.cli("train", "pip", "--project", str(project),
                          extra={"PISTACHIO_PAUSE_AT": f"{stage}:@{release}"})
         give_up = time.monotonic() + 600
         while time.monotonic() < give_up and proc.poll() is None:
             if stage == "train-launched":
-                held = (_state(bench.root, "launches") or 0) > 0
+                held = (_state(after, "launches") or 0) > 0
             elif stage in pod_points:
-                held = bool(_state(bench.root, f"pod:{stage}"))
+                held = bool(_state(after, f"pod:{stage}"))
             else:
-                held = _state(bench.root, stage) == "running"
+                held = _state(after, stage) == "running"
             if held:
                 break
             time.sleep(0.2)
@@ -177,7 +189,7 @@ def matrix(bench: Bench, stages: list[str], epochs: int, pod_points: set[str]) -
         bench.wait_gone(since)
         seconds, usd = bench.billed(bench.pods(since))
         row.update(rerun_ok=rerun.returncode == 0, pods_total=len(bench.pods(since)),
-                   training_launches=_state(bench.root, "launches"), total_usd=round(usd, 4),
+                   training_launches=_state(after, "launches"), total_usd=round(usd, 4),
                    total_pod_s=round(seconds, 1))
         if rerun.returncode != 0:
             row["rerun_error"] = text.strip().splitlines()[-1][:200] if text.strip() else "?"

@@ -303,6 +303,7 @@ def _second_interrupt(ctx: RunContext) -> bool:
         return False
     again = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: again.set())
+    ctx.store.add_event(ctx.job_id, Event.SUPERVISOR, {"detaching": True, "grace_s": grace})
     try:
         ctx.console.print(f"\n  detaching: the pod finishes and publishes on its own. Ctrl-C again within "
                           f"{grace:g}s stops it and tears down.", highlight=False)

@@ -142,3 +142,68 @@ def test_detach_without_a_durable_destination_is_refused_before_renting(sandbox,
     done = cli("train", "pip", "--project", str(project), "--detach")
     assert done.returncode != 0 and "--detach needs a durable destination" in done.stdout + done.stderr
     assert sandbox_admin.pods() == []
+
+
+def _ctrl_c_while_training(sandbox_admin, tmp_path: Path, state, grace: str):  # type: ignore[no-untyped-def]
+    import os
+    import signal
+
+    project = _project(tmp_path / "proj")
+    release = tmp_path / "release"
+    proc = start_cli("train", "pip", "--project", str(project),
+                     env={"HF_TOKEN": _token(), "PISTACHIO_PAUSE_AT": f"train-launched:@{release}",
+                          "PISTACHIO_DETACH_GRACE_S": grace})
+    wait_until(lambda: _supervisor_at(state, "train-launched"), 240, "the supervisor's training launch", proc)
+    os.kill(proc.pid, signal.SIGINT)
+    return proc, release
+
+
+def test_ctrl_c_detaches_and_the_pod_finishes_on_its_own(sandbox, sandbox_admin, tmp_path, state):
+    proc, release = _ctrl_c_while_training(sandbox_admin, tmp_path, state, "1")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "Ctrl-C: detached" in out and "pistachio-infra pull pip" in out
+    assert live_pods(sandbox_admin)  # not torn down
+    release.touch()
+    wait_until(lambda: {"adapter_model.safetensors", "README.md"} <= _published(sandbox), 240, "the pod to publish")
+    wait_until(lambda: not live_pods(sandbox_admin), 120, "the pod to terminate itself")
+
+
+def test_a_second_ctrl_c_stops_the_pod_and_tears_down(sandbox, sandbox_admin, tmp_path, state):
+    import os
+    import signal
+
+    proc, release = _ctrl_c_while_training(sandbox_admin, tmp_path, state, "300")
+    wait_until(lambda: any(e.get("detaching") for e in state.events("supervisor")), 60, "the detach prompt", proc)
+    os.kill(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode != 0, out
+    assert live_pods(sandbox_admin) == []  # torn down by the client, not left to the pod
+    release.touch()
+    assert _published(sandbox) == set()
+
+
+def test_results_are_copied_to_the_jobs_network_volume(sandbox, sandbox_admin, tmp_path, state, monkeypatch):
+    """Issue 14 item 3: a pod with a network volume (mounted as its workspace, as RunPod does and the sandbox
+    imitates: sandbox/cloud.py `workspace`) gets the published folder there too, outliving the pod."""
+    from rich.console import Console
+
+    from pistachio_infra.catalog import gpu_class
+    from pistachio_infra.config.project import load_project
+    from pistachio_infra.endpoints import resolve_cloud
+    from pistachio_infra.pipeline.driver import TrainRequest, run_training
+    from pistachio_infra.runpod import connect
+
+    path = _project(tmp_path / "proj")
+    api = connect(resolve_cloud())
+    a6000 = next(g for g in api.list_gpu_types() if g.id == gpu_class("a6000").gpu_type_id)
+    dc = next(d.data_center_id for d in a6000.data_centers if d.stock.value != "None")
+    volume = api.create_volume("results", 50, dc)
+    project = load_project(path)
+    monkeypatch.setenv("HF_TOKEN", _token())
+    result = run_training(TrainRequest(job=project.job("pip"), project=project, base_dir=path.parent,
+                                       network_volume=(volume.id, dc)), Console(quiet=True))
+    copies = list((sandbox.home / "volumes" / volume.id / "results" / "pip").glob("*/adapter_model.safetensors"))
+    assert len(copies) == 1 and copies[0].read_bytes() == result.lora.read_bytes()
+    assert (copies[0].parent / "README.md").is_file() and (copies[0].parent / "pistachio_result.json").is_file()
+    assert live_pods(sandbox_admin) == []
