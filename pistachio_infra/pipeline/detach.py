@@ -231,7 +231,7 @@ def _record(ctx: RunContext, state: dict[str, Any], pod: str | None) -> None:
 def adopt_published(ctx: RunContext) -> bool:
     """When this run's result is published (a supervisor of this job ran), record train/select/publish from it:
     nothing is trained again and no pod is needed. False when it is not (yet) there."""
-    if ctx.stages.is_done("train") or not enabled(ctx):
+    if ctx.stages.is_done("publish") or not enabled(ctx):
         return False
     if not any(e["kind"] == Event.SUPERVISOR for e in ctx.store.events(ctx.job_id)):
         return False

@@ -364,6 +364,10 @@ def _drive(ctx: RunContext) -> None:
                 _walk(ctx)
             return
         except PodLost as exc:
+            from .detach import adopt_published
+
+            if adopt_published(ctx):  # the pod's supervisor published, then released the pod: nothing was lost
+                continue
             lost += 1
             ctx.store.add_event(ctx.job_id, Event.POD_LOST, {"why": str(exc)})
             if lost > MAX_LOST_PODS:
@@ -429,7 +433,8 @@ def _pod_needed(ctx: RunContext) -> bool:
 
     if ctx.session is not None:
         return False
-    if not ctx.stages.is_done("train") and not adopt_published(ctx):
+    adopt_published(ctx)  # a supervised run whose pod published and ended: no pod needed
+    if not ctx.stages.is_done("train"):
         return True
     return not ctx.stages.is_done("harvest") and not mirrored(ctx) and not published(ctx)
 
