@@ -266,7 +266,7 @@ def follow(
     from rich.progress import Progress as Bar
 
     from ..remote.channel import CONNECTION_ERRORS
-    from ..remote.errors import TransferError
+    from ..remote.errors import RemoteCommandError, TransferError
 
     remote = ctx.remote
     poll = _env_seconds("PISTACHIO_TRAIN_POLL_S", 1.0)
@@ -302,7 +302,8 @@ def follow(
                 if run is not None and (len(progress.saves) > synced_saves or now - last_sync > sync_every) and (
                     now - last_sync > min(sync_every, 5.0) or status is None or not status.running
                 ):
-                    with contextlib.suppress(TransferError):  # a file being written: the next sync gets it
+                    # a file being written (tar: "file changed as we read it", exit 1): the next sync gets it
+                    with contextlib.suppress(TransferError, RemoteCommandError):
                         sync(ctx, run, full=full)
                         progress.eval_loss = _last_eval(ctx, run, rendered.eval_name)
                     synced_saves, last_sync = len(progress.saves), now
