@@ -6,15 +6,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import stat
 import tomllib
 from pathlib import Path
 
 from .errors import CredentialsError
 from .paths import credentials_path
-
-SECRET_NAMES = ("RUNPOD_API_KEY", "HF_TOKEN", "WANDB_API_KEY")
+from .settings import SECRET_NAMES, get_settings
 
 HOW_TO_GET = {
     "RUNPOD_API_KEY": "create one at RunPod console → Settings → API Keys, then `export RUNPOD_API_KEY=...`",
@@ -38,14 +36,14 @@ def _file_secrets(path: Path | None = None) -> dict[str, str]:
 
 
 def get_secret(name: str, required: bool = False) -> str | None:
-    value = os.environ.get(name) or _file_secrets().get(name)
+    value = get_settings().secret(name) or _file_secrets().get(name)
     if required and not value:
         raise CredentialsError(f"{name} is not set", HOW_TO_GET.get(name, f"export {name}=..."))
     return value or None
 
 
 def known_secrets() -> list[str]:
-    values = [os.environ.get(n) for n in SECRET_NAMES]
+    values = [get_settings().secret(n) for n in SECRET_NAMES]
     with contextlib.suppress(CredentialsError):
         values += list(_file_secrets().values())
     return [v for v in values if v and len(v) >= 6]

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Literal
 
 from .catalog import RepoPin
 from .credentials import get_secret
+from .settings import get_settings
 
 RUNPOD_REST_URL = "https://api.runpod.io/v2"
 RUNPOD_GRAPHQL_BASE = "https://api.runpod.io"
@@ -18,6 +20,11 @@ HF_ENDPOINT = "https://huggingface.co"
 # where a pod's exposed `N/http` port answers: RunPod's HTTPS proxy (needs no public port)
 RUNPOD_HTTP_URL = "https://{pod_id}-{private_port}.proxy.runpod.net"
 SANDBOX_HTTP_URL = "http://127.0.0.1:{public_port}"
+
+
+# The cloud's name as recorded in state, ledgers, timings and locks.
+CloudName = Literal["runpod", "sandbox"]
+LABELS: dict[CloudName, str] = {"runpod": "RunPod", "sandbox": "sandbox"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,16 @@ class Cloud:
     def __repr__(self) -> str:  # never show the key
         return f"Cloud(rest_url={self.rest_url!r}, sandbox={self.sandbox})"
 
+    @property
+    def name(self) -> CloudName:
+        """Which cloud this is, as recorded in state, ledgers, timings and locks."""
+        return "sandbox" if self.sandbox else "runpod"
+
+    @property
+    def label(self) -> str:
+        """The cloud's name as a person reads it ("RunPod", "sandbox")."""
+        return LABELS[self.name]
+
     def http_url(self, pod_id: str, private_port: int, http_ports: dict[int, int]) -> str | None:
         """The URL of a pod's exposed http port; None while the template needs a public port not assigned yet."""
         public = http_ports.get(private_port)
@@ -44,13 +61,65 @@ class Cloud:
         return self.http_url_template.format(pod_id=pod_id, private_port=private_port, public_port=public)
 
 
+class CloudChoice:
+    """Which cloud a CLI invocation talks to: chosen once at the entry point (`--sandbox` or PISTACHIO_SANDBOX), kept
+    as click's context object, and resolved into a `Cloud` (the sandbox started, the key read) once, on first use."""
+
+    def __init__(self, sandbox: bool) -> None:
+        self.sandbox = sandbox
+        self._cloud: Cloud | None = None
+
+    @property
+    def name(self) -> CloudName:
+        return "sandbox" if self.sandbox else "runpod"
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.name]
+
+    def hub(self) -> tuple[str, str | None]:
+        """The Hugging Face hub (endpoint, token) of this cloud, without needing RunPod's key."""
+        if self.sandbox:
+            cloud = self.resolve()
+            return cloud.hf_endpoint, cloud.hf_token
+        return get_settings().hf_endpoint or HF_ENDPOINT, get_secret("HF_TOKEN")
+
+    def use_sandbox(self) -> None:
+        """Talk to the sandbox (`--sandbox` before or after a command name, `demo`, `lock --sandbox`)."""
+        if self._cloud is not None and not self._cloud.sandbox:
+            raise RuntimeError("the sandbox was chosen after RunPod was already resolved")
+        self.sandbox = True
+        # Written, not read: child processes (campaign jobs, the Pulumi provider, the sandbox's own helpers) inherit
+        # the choice through their environment.
+        os.environ["PISTACHIO_SANDBOX"] = "1"
+
+    def resolve(self) -> Cloud:
+        if self._cloud is None:
+            self._cloud = _resolve(self.sandbox)
+        return self._cloud
+
+
+def cloud_choice() -> CloudChoice:
+    """The invocation's choice (click's context object) when running under the CLI, else one from the settings."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    found = ctx.find_object(CloudChoice) if ctx is not None else None
+    return found if found is not None else CloudChoice(get_settings().sandbox)
+
+
 def sandbox_enabled() -> bool:
-    return os.environ.get("PISTACHIO_SANDBOX", "").lower() in {"1", "true", "yes", "on"}
+    return cloud_choice().sandbox
 
 
 def resolve_cloud() -> Cloud:
-    """The cloud for this process: the sandbox when PISTACHIO_SANDBOX=1 (started if needed), else RunPod."""
-    if sandbox_enabled():
+    """The cloud for this invocation: the sandbox when chosen (started if needed), else RunPod; resolved once per
+    CLI invocation (outside the CLI, on every call)."""
+    return cloud_choice().resolve()
+
+
+def _resolve(sandbox: bool) -> Cloud:
+    if sandbox:
         from .sandbox.control import ensure_running
 
         info = ensure_running()
@@ -64,11 +133,12 @@ def resolve_cloud() -> Cloud:
             repo_overrides=dict(info.repos),
             http_url_template=SANDBOX_HTTP_URL,
         )
+    knobs = get_settings()
     return Cloud(
-        rest_url=os.environ.get("PISTACHIO_RUNPOD_REST_URL", RUNPOD_REST_URL),
-        graphql_base=os.environ.get("RUNPOD_API_BASE_URL", RUNPOD_GRAPHQL_BASE),
+        rest_url=knobs.runpod_rest_url or RUNPOD_REST_URL,
+        graphql_base=knobs.runpod_graphql_base or RUNPOD_GRAPHQL_BASE,
         api_key=get_secret("RUNPOD_API_KEY", required=True) or "",
-        hf_endpoint=os.environ.get("HF_ENDPOINT", HF_ENDPOINT),
+        hf_endpoint=knobs.hf_endpoint or HF_ENDPOINT,
         hf_token=get_secret("HF_TOKEN"),
         sandbox=False,
     )

@@ -6,16 +6,17 @@ sandbox use this to stay out of the user's real state).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from .settings import get_settings
 
 APP_NAME = "pistachio-infra"
 
 
 def state_dir() -> Path:
-    override = os.environ.get("PISTACHIO_HOME")
+    override = get_settings().home
     if override:
-        path = Path(override).expanduser()
+        path = override
     else:
         from platformdirs import user_state_dir
 

@@ -17,7 +17,6 @@ kept, the others continue from their last finished stage.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from typing import Any
 
 from ..errors import PistachioError
 from ..money import usd
+from ..settings import get_settings
 from ..state import Store
 from .ledger import spent, sync
 from .records import CampaignRecords
@@ -35,11 +35,6 @@ from .spec import Campaign
 
 ALLOWANCE_HEADROOM = 1.25  # a job's allowance: its high estimate × this (capped by what is left)
 STOP_LATENCY_S = 10.0  # from deciding to stop a job to its pod's billing ending (SIGTERM → terminate)
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
 
 
 @dataclass
@@ -87,14 +82,15 @@ class Executor:
     def __init__(self, campaign: Campaign, cloud: Any, store: Store, records: CampaignRecords, say: Any) -> None:
         self.c = campaign
         self.cloud = cloud
-        self.cloud_name = "sandbox" if cloud.sandbox else "runpod"
+        self.cloud_name = cloud.name
         self.store = store
         self.records = records
         self.say = say
         self.running: dict[str, Running] = {}
-        self.poll_s = _env_float("PISTACHIO_CAMPAIGN_POLL_S", 2.0)
-        self.grace_s = _env_float("PISTACHIO_CAMPAIGN_STOP_GRACE_S", 120.0)
-        self.watchdog_poll_s = _env_float("PISTACHIO_WATCHDOG_POLL_S", 15.0)
+        knobs = get_settings()
+        self.poll_s = knobs.campaign_poll_s
+        self.grace_s = knobs.campaign_stop_grace_s
+        self.watchdog_poll_s = 15.0 if knobs.watchdog.poll_s is None else knobs.watchdog.poll_s
         from ..paths import state_dir
 
         self.folder = state_dir() / "campaigns" / self.c.name

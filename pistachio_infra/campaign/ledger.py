@@ -58,7 +58,7 @@ def cloud_billing(cloud: Any, since: float) -> dict[str, float] | None:
 
 def sync(store: Store, cloud: Any, *, campaign: str | None = None) -> int:
     """Write billed cost per pod (the cloud's figure when it has one) to the ledger; returns pods written."""
-    cloud_name = "sandbox" if cloud.sandbox else "runpod"
+    cloud_name = cloud.name
     jobs = {j["id"]: j for j in store.jobs(campaign=campaign)}
     pods = [p for p in store.pods(cloud=cloud_name) if p.pod_id and (campaign is None or p.job_id in jobs)]
     if not pods:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..paths import data_dir, state_dir
+from ..settings import get_settings
 
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com/Comfy-Org/ComfyUI-Manager/main"
 FILES = ("extension-node-map.json", "custom-node-list.json", "model-list.json")
@@ -130,8 +131,9 @@ def _when(epoch: float) -> str:
 
 def load_database(*, refresh: bool = False, timeout: float = 10.0) -> ManagerDatabase:
     """The freshest database we can get without failing: fresh cache, download, old cache, shipped snapshot."""
-    base_url = os.environ.get("PISTACHIO_COMFY_DB_URL", DEFAULT_BASE_URL)
-    offline = os.environ.get("PISTACHIO_COMFY_DB", "").lower() == "offline"
+    knobs = get_settings()
+    base_url = knobs.comfy_db_url or DEFAULT_BASE_URL
+    offline = knobs.comfy_db_offline
     cached = _read_cache(base_url)
     now = time.time()
     if cached and not refresh and now - cached[1] < MAX_AGE_S:

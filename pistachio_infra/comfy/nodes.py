@@ -131,6 +131,9 @@ def _workflow_evidence(wf: Workflow, node_type: str) -> tuple[str | None, str | 
     return None, None, None
 
 
+Decision = tuple[str, str, str | None, str | None]  # (pack url, how it was found, commit, version)
+
+
 def resolve_nodes(
     wf: Workflow, db: ManagerDatabase, choices: dict[str, str] | None = None, *, auto: bool = False
 ) -> NodeResolution:
@@ -139,52 +142,74 @@ def resolve_nodes(
     index = PackIndex(db)
     choices = choices or {}
     core: list[str] = []
-    decided: dict[str, tuple[str, str, str | None, str | None]] = {}  # type -> (url, how, commit, version)
+    decided: dict[str, Decision] = {}
     pending: dict[str, list[str]] = {}
     unresolved: list[str] = []
 
     for node_type in sorted(wf.node_types()):
-        if node_type in choices:
-            decided[node_type] = (choices[node_type], "--choose", None, None)
-            continue
-        cnr, aux, ver = _workflow_evidence(wf, node_type)
-        commit = ver.lower() if ver and SHA_RE.match(ver.lower()) else None
-        version = ver if ver and not commit else None
-        if cnr == "comfy-core":
+        kind, found = _place(wf, index, node_type, choices)
+        if kind == "core":
             core.append(node_type)
-            continue
-        if aux and re.fullmatch(r"[\w.-]+/[\w.-]+", aux):
-            decided[node_type] = (f"https://github.com/{aux}", "aux_id", commit, version)
-            continue
-        if cnr:
-            providers = index.by_type.get(node_type, [])
-            named = [u for u in providers if _registry_key(repo_name(u)) == _registry_key(cnr)]
-            if not named:
-                named = index.by_repo_key.get(_registry_key(cnr), [])
-            if len(named) == 1:
-                decided[node_type] = (named[0], "cnr_id", commit, version)
-                continue
-        if node_type in index.core:
-            core.append(node_type)
-            continue
-        if node_type in index.preempt:
-            decided[node_type] = (index.preempt[node_type], "preemption", commit, version)
-            continue
-        providers = index.by_type.get(node_type, [])
-        if len(providers) == 1:
-            decided[node_type] = (providers[0], "extension-node-map", commit, version)
-            continue
-        if len(providers) > 1:
-            pending[node_type] = providers
-            continue
-        matches = [url for pattern, url in index.patterns if pattern.search(node_type)]
-        if len(set(matches)) == 1:
-            decided[node_type] = (matches[0], "nodename_pattern", commit, version)
-        elif matches:
-            pending[node_type] = sorted(set(matches))
+        elif kind == "decided":
+            decided[node_type] = found  # type: ignore[assignment]
+        elif kind == "pending":
+            pending[node_type] = found  # type: ignore[assignment]
         else:
             unresolved.append(node_type)
 
+    ambiguous = _settle(index, decided, pending, auto=auto)
+    return NodeResolution(
+        core=sorted(core),
+        packs=sorted(_packs(index, decided).values(), key=lambda p: p.title.lower()),
+        ambiguous=ambiguous,
+        unresolved=sorted(unresolved),
+        missing_subgraphs=sorted(wf.missing_subgraphs),
+    )
+
+
+def _place(
+    wf: Workflow, index: PackIndex, node_type: str, choices: dict[str, str]
+) -> tuple[str, Decision | list[str] | None]:
+    """Where one node type comes from: ("core", None), ("decided", Decision), ("pending", candidate URLs) or
+    ("unresolved", None); the evidence in ComfyUI-Manager's order (the user's choice, the workflow's own cnr_id/aux_id,
+    core, preemption, the extension node map, name patterns)."""
+    if node_type in choices:
+        return "decided", (choices[node_type], "--choose", None, None)
+    cnr, aux, ver = _workflow_evidence(wf, node_type)
+    commit = ver.lower() if ver and SHA_RE.match(ver.lower()) else None
+    version = ver if ver and not commit else None
+    if cnr == "comfy-core":
+        return "core", None
+    if aux and re.fullmatch(r"[\w.-]+/[\w.-]+", aux):
+        return "decided", (f"https://github.com/{aux}", "aux_id", commit, version)
+    if cnr:
+        providers = index.by_type.get(node_type, [])
+        named = [u for u in providers if _registry_key(repo_name(u)) == _registry_key(cnr)]
+        if not named:
+            named = index.by_repo_key.get(_registry_key(cnr), [])
+        if len(named) == 1:
+            return "decided", (named[0], "cnr_id", commit, version)
+    if node_type in index.core:
+        return "core", None
+    if node_type in index.preempt:
+        return "decided", (index.preempt[node_type], "preemption", commit, version)
+    providers = index.by_type.get(node_type, [])
+    if len(providers) == 1:
+        return "decided", (providers[0], "extension-node-map", commit, version)
+    if len(providers) > 1:
+        return "pending", providers
+    matches = [url for pattern, url in index.patterns if pattern.search(node_type)]
+    if len(set(matches)) == 1:
+        return "decided", (matches[0], "nodename_pattern", commit, version)
+    if matches:
+        return "pending", sorted(set(matches))
+    return "unresolved", None
+
+
+def _settle(index: PackIndex, decided: dict[str, Decision], pending: dict[str, list[str]], *,
+            auto: bool) -> dict[str, list[str]]:
+    """Settle ambiguous types a pack already needed provides (and, with `auto`, the rest by rank); moves them from
+    `pending` to `decided` and returns what stays ambiguous, candidates best first."""
     custom_types = set(decided) | set(pending)
 
     def rank(urls: list[str]) -> list[str]:
@@ -213,8 +238,11 @@ def resolve_nodes(
         best = rank(pending.pop(node_type))[0]
         decided[node_type] = (best, "--yes: most of the workflow's types, listed first by ComfyUI-Manager", None, None)
         chosen_urls.add(normalize_url(best))
-    ambiguous = {t: rank(providers) for t, providers in sorted(pending.items())}
+    return {t: rank(providers) for t, providers in sorted(pending.items())}
 
+
+def _packs(index: PackIndex, decided: dict[str, Decision]) -> dict[str, PackNeed]:
+    """The packs to install, by normalised URL, each with the types it provides here."""
     packs: dict[str, PackNeed] = {}
     for node_type, (url, how, commit, version) in sorted(decided.items()):
         key = normalize_url(url)
@@ -232,13 +260,7 @@ def resolve_nodes(
         need.types.append(node_type)
         need.commit = need.commit or commit
         need.version = need.version or version
-    return NodeResolution(
-        core=sorted(core),
-        packs=sorted(packs.values(), key=lambda p: p.title.lower()),
-        ambiguous=ambiguous,
-        unresolved=sorted(unresolved),
-        missing_subgraphs=sorted(wf.missing_subgraphs),
-    )
+    return packs
 
 
 def core_list_from_map(ext_map: dict) -> list[str]:

@@ -33,7 +33,7 @@ def _setup(file: Path) -> tuple[Any, Any, Any, str]:
     c = load_campaign(file)
     written = ensure_sample_datasets(c)
     cloud = resolve_cloud()
-    return c, cloud, written, "sandbox" if cloud.sandbox else "runpod"
+    return c, cloud, written, cloud.name
 
 
 def _plan(c: Any, cloud: Any, cloud_name: str, store: Any, *, spent_usd: float = 0.0,
@@ -46,9 +46,7 @@ def _plan(c: Any, cloud: Any, cloud_name: str, store: Any, *, spent_usd: float =
         return build_plan(c, api, cloud_name, store, jobs=jobs, budget_usd=c.settings.budget_usd - spent_usd,
                           timings_cloud=timings)
     finally:
-        close = getattr(api, "close", None)
-        if close is not None:
-            close()
+        api.close()
 
 
 def _show_plan(console: Any, ctx: Any) -> None:

@@ -169,15 +169,13 @@ def resolve(
     1 when something is unresolved, ambiguous, gated without access, or failed to install.
     """
     import json
-    import os
     from pathlib import Path
 
     from ..comfy.install import install as apply_plan
     from ..comfy.resolve import resolve_workflow
     from ..comfy.target import LocalTarget
     from ..comfy.workflow import load_workflow
-    from ..credentials import get_secret
-    from ..endpoints import HF_ENDPOINT, resolve_cloud, sandbox_enabled
+    from ..endpoints import cloud_choice, resolve_cloud
     from ..errors import ConfigError
 
     if not pod and not comfy_dir:
@@ -185,12 +183,8 @@ def resolve(
     load_workflow(workflow)  # bad input fails here, before any connection
     parsed = _parse_choices(choices)
     console = _console(stderr=as_json)
-    if pod or sandbox_enabled():
-        cloud = resolve_cloud()
-        hf_endpoint, hf_token = cloud.hf_endpoint, cloud.hf_token
-    else:
-        cloud = None
-        hf_endpoint, hf_token = os.environ.get("HF_ENDPOINT", HF_ENDPOINT), get_secret("HF_TOKEN")
+    cloud = resolve_cloud() if pod else None
+    hf_endpoint, hf_token = (cloud.hf_endpoint, cloud.hf_token) if cloud else cloud_choice().hub()
     store = None
     if pod:
         target, store = _pod_target(pod, comfy_dir, cloud)

@@ -35,11 +35,14 @@ def demo(images: int, epochs: int, keep_sandbox: bool, restart: bool) -> None:
     """
     from rich.console import Console
 
+    from ..endpoints import cloud_choice
     from ..paths import state_dir
+    from ..settings import get_settings
 
-    if not os.environ.get("PISTACHIO_HOME"):
+    if get_settings().home is None:
+        # Written, not read: this process and its children (the sandbox, the pods' helpers) keep state there.
         os.environ["PISTACHIO_HOME"] = str(state_dir() / "demo")
-    os.environ["PISTACHIO_SANDBOX"] = "1"
+    cloud_choice().use_sandbox()
 
     from ..config.project import load_project
     from ..dataset.demo import generate_dataset

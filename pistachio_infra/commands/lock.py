@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,11 +21,6 @@ def _console() -> Any:
     from rich.console import Console
 
     return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-
-
-def _use_sandbox(sandbox: bool) -> None:
-    if sandbox:
-        os.environ["PISTACHIO_SANDBOX"] = "1"
 
 
 def _classes(gpu: tuple[str, ...]) -> tuple[str, ...]:
@@ -119,7 +113,6 @@ class _pod_remote:
 
 
 @click.command()
-@click.option("--sandbox", is_flag=True, help="Use the local sandbox (same as the global --sandbox).")
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default="pistachio.lock",
               show_default=True, help="The lock file to write (with --check: to compare with).")
 @click.option("--check", "check_pod", metavar="POD", help="Compare POD (name or id) with the lock item by item; "
@@ -136,7 +129,7 @@ class _pod_remote:
 @click.option("--all", "show_all", is_flag=True, help="List matching items too, not only differences.")
 @click.option("--rehash", is_flag=True, help="With --check: hash every model file again instead of trusting the "
               "download record for unchanged files.")
-def lock(sandbox: bool, out: Path, check_pod: str | None, upgrade: str | None, yes: bool, from_pod: str | None,
+def lock(out: Path, check_pod: str | None, upgrade: str | None, yes: bool, from_pod: str | None,
          gpu: tuple[str, ...], models: tuple[str, ...], show_all: bool, rehash: bool) -> None:
     """Write pistachio.lock: image, repo commits (+ submodules), the pod's Python packages, base-model files
     (revision, size, sha256), GPU-class profiles and config hashes, and the tool's version.
@@ -153,7 +146,6 @@ def lock(sandbox: bool, out: Path, check_pod: str | None, upgrade: str | None, y
     from ..lock.lockfile import load_lock, write_lock
     from ..pods.bootstrap import DEFAULT_MODELS
 
-    _use_sandbox(sandbox)
     console = _console()
     if check_pod and (upgrade or from_pod):
         raise ConfigError("--check cannot be combined with --upgrade or --from-pod", "run them one at a time")
@@ -219,7 +211,6 @@ def _describe(lock: Lock) -> str:
 
 
 @click.command()
-@click.option("--sandbox", is_flag=True, help="Use the local sandbox (same as the global --sandbox).")
 @click.option("--lock", "lock_path", type=click.Path(dir_okay=False, path_type=Path), default="pistachio.lock",
               show_default=True, help="The lock to rebuild.")
 @click.option("--gpu", multiple=True, help="GPU class(es), in fallback order (default: the cheapest 48 GB classes).")
@@ -228,7 +219,7 @@ def _describe(lock: Lock) -> str:
               help="Terminate after this long with no client attached, no job running and nobody logged in.")
 @click.option("--keep/--no-keep", default=True, show_default=True,
               help="Keep the verified pod running (until `down` or its watchdog); --no-keep only proves the lock.")
-def rebuild(sandbox: bool, lock_path: Path, gpu: tuple[str, ...], max_hours: float, idle_minutes: float,
+def rebuild(lock_path: Path, gpu: tuple[str, ...], max_hours: float, idle_minutes: float,
             keep: bool) -> None:
     """Rent a pod and bootstrap it exactly as the lock says: pinned commits, the frozen package set, model files at
     their pinned revisions checked against their sha256; then verify that nothing differs."""
@@ -241,7 +232,6 @@ def rebuild(sandbox: bool, lock_path: Path, gpu: tuple[str, ...], max_hours: flo
     from ..pods.sshkeys import public_key
     from ..pods.watchdog import WatchdogPolicy
 
-    _use_sandbox(sandbox)
     console = _console()
     pinned = load_lock(lock_path)
     if max_hours <= 0 or idle_minutes <= 0:

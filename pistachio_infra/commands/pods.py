@@ -46,7 +46,7 @@ def _open() -> tuple[Cloud, RunPodApi, Store]:
 
 
 def _cloud_name(cloud: Cloud) -> str:
-    return "sandbox" if cloud.sandbox else "runpod"
+    return cloud.name
 
 
 # --- up ---------------------------------------------------------------------------------------------------
@@ -118,43 +118,18 @@ def up(
     terminates it: at --max-hours, or --idle-minutes after the last client/login (a running ComfyUI counts as a
     running job, so a ComfyUI pod lasts until --max-hours or `down`).
     """
-    from ..catalog import base_model, gpu_class
+    from ..catalog import gpu_class
     from ..comfy.pod import COMFY_PORT
-    from ..errors import ConfigError
     from ..pods import PodSpec
-    from ..pods.bootstrap import DEFAULT_MODELS
     from ..pods.session import pod_session
     from ..pods.sshkeys import public_key
     from ..pods.watchdog import WatchdogPolicy
 
     classes = tuple(dict.fromkeys(gpu_class(n).name for n in (gpu, *gpu_fallback)))
-    if max_hours <= 0:
-        raise ConfigError(f"--max-hours {max_hours:g} is not positive", "give the pod's maximum runtime, e.g. 3")
-    if idle_minutes <= 0:
-        raise ConfigError(f"--idle-minutes {idle_minutes:g} is not positive", "give e.g. 30")
     comfyui = role == "comfyui"
-    if comfyui and (models or no_bootstrap):
-        raise ConfigError(
-            f"--role comfyui does not take {'--model' if models else '--no-bootstrap'}",
-            "a ComfyUI pod gets its models from --workflow; drop the option",
-        )
-    if not comfyui and (workflow or project_path or no_loras):
-        raise ConfigError("--workflow, --project and --no-loras are for ComfyUI pods", "add --role comfyui")
-    wanted = () if no_models or comfyui else (models or DEFAULT_MODELS)
-    for name in wanted:
-        base_model(name)
-    loras: list[Path] = []
-    if comfyui:
-        from ..comfy.pod import harvested_loras
-        from ..comfy.workflow import load_workflow
-        from ..config.project import find_project
-
-        if workflow:
-            load_workflow(workflow)  # a broken file is refused here, before anything costs money
-        if not no_loras:
-            project = find_project(project_path)
-            base = Path(project_path or ".").resolve()
-            loras = harvested_loras(project, base if base.is_dir() else base.parent)
+    wanted = _check_up_options(max_hours, idle_minutes, comfyui, models, no_models, no_bootstrap,
+                               uses_comfy_options=bool(workflow or project_path or no_loras))
+    loras = _comfy_inputs(workflow, project_path, no_loras) if comfyui else []
     policy = WatchdogPolicy.from_env(max_runtime_s=max_hours * 3600, idle_s=idle_minutes * 60)
     volume_id, volume_dc = _volume(volume)
     console = _console()
@@ -197,42 +172,87 @@ def up(
                 say=lambda msg: console.print(f"  [dim]•[/dim] {msg}"),
                 bootstrap_output=_bootstrap_line(console),
             )
-        total = time.monotonic() - t0
-        pod = session.pod
-        offer = session.ready.offer
-        where = f"{offer.gpu_class if offer else pod.gpu_type_id} in {pod.data_center_id or '?'}"
-        t = session.timings
-        console.print(
-            f"\n[bold green]ready[/bold green]  {session.name} ({pod.id}): {where}, ${session.cost_per_hr:.2f}/h"
-        )
-        if comfy is not None:
-            console.print(f"  ComfyUI   {comfy.url}")
-            console.print(
-                f"            {comfy.comfy_dir}: {len(comfy.loras)} LoRA(s) copied, {comfy.packs_installed} node"
-                f" pack(s) installed, {comfy.models_downloaded} model(s) downloaded"
-            )
-        # commands are never wrapped (piped or narrow terminals): they must paste whole
-        console.print(f"  ssh       pistachio-infra ssh {session.name}", soft_wrap=True)
-        argv = _ssh_argv(store, pod.id, session.ready.host, session.ready.port, pod.ssh_user)
-        console.print(f"            {shlex.join(argv)}", soft_wrap=True, markup=False)
-        console.print(
-            f"  watchdog  terminates it at {_clock(session.deadline_epoch)} (max {max_hours:g} h), or"
-            f" {idle_minutes:g} min after the last client heartbeat or login"
-            + (" once ComfyUI (a running job) has stopped" if comfyui else "")
-        )
-        console.print(f"  stop      pistachio-infra down {session.name}", soft_wrap=True)
-        steps = f"bootstrap {t['bootstrap_s']:.1f}s"
-        if comfy is not None:
-            c = comfy.timings
-            steps = (
-                f"ComfyUI bootstrap {c['bootstrap_s']:.1f}s, LoRAs {c['loras_s']:.1f}s, workflow"
-                f" {c['install_s']:.1f}s, start {c['start_s']:.1f}s, URL {c['url_s']:.1f}s"
-            )
-        console.print(
-            f"  timings   provision {t['provision_s']:.1f}s, ssh wait {t['ssh_wait_s']:.1f}s,"
-            f" watchdog {t['watchdog_s']:.1f}s, {steps}, total {total:.1f}s"
-        )
+        _print_ready(console, session, comfy, store, total=time.monotonic() - t0, max_hours=max_hours,
+                     idle_minutes=idle_minutes, comfyui=comfyui)
     store.close()
+
+
+def _check_up_options(max_hours: float, idle_minutes: float, comfyui: bool, models: tuple[str, ...], no_models: bool,
+                      no_bootstrap: bool, *, uses_comfy_options: bool) -> tuple[str, ...]:
+    """Refuse option combinations that make no sense, before anything costs money; the base models to install."""
+    from ..catalog import base_model
+    from ..errors import ConfigError
+    from ..pods.bootstrap import DEFAULT_MODELS
+
+    if max_hours <= 0:
+        raise ConfigError(f"--max-hours {max_hours:g} is not positive", "give the pod's maximum runtime, e.g. 3")
+    if idle_minutes <= 0:
+        raise ConfigError(f"--idle-minutes {idle_minutes:g} is not positive", "give e.g. 30")
+    if comfyui and (models or no_bootstrap):
+        raise ConfigError(
+            f"--role comfyui does not take {'--model' if models else '--no-bootstrap'}",
+            "a ComfyUI pod gets its models from --workflow; drop the option",
+        )
+    if not comfyui and uses_comfy_options:
+        raise ConfigError("--workflow, --project and --no-loras are for ComfyUI pods", "add --role comfyui")
+    wanted = () if no_models or comfyui else (models or DEFAULT_MODELS)
+    for name in wanted:
+        base_model(name)
+    return tuple(wanted)
+
+
+def _comfy_inputs(workflow: str | None, project_path: Path | None, no_loras: bool) -> list[Path]:
+    """A ComfyUI pod's inputs checked locally (a broken workflow is refused here); the project's harvested LoRAs."""
+    from ..comfy.pod import harvested_loras
+    from ..comfy.workflow import load_workflow
+    from ..config.project import find_project
+
+    if workflow:
+        load_workflow(workflow)
+    if no_loras:
+        return []
+    project = find_project(project_path)
+    base = Path(project_path or ".").resolve()
+    return harvested_loras(project, base if base.is_dir() else base.parent)
+
+
+def _print_ready(console: Any, session: Any, comfy: Any, store: Any, *, total: float, max_hours: float,
+                 idle_minutes: float, comfyui: bool) -> None:
+    """What `up` prints once the pod is ready: where it is, how to reach and stop it, and how long each step took."""
+    pod = session.pod
+    offer = session.ready.offer
+    where = f"{offer.gpu_class if offer else pod.gpu_type_id} in {pod.data_center_id or '?'}"
+    t = session.timings
+    console.print(
+        f"\n[bold green]ready[/bold green]  {session.name} ({pod.id}): {where}, ${session.cost_per_hr:.2f}/h"
+    )
+    if comfy is not None:
+        console.print(f"  ComfyUI   {comfy.url}")
+        console.print(
+            f"            {comfy.comfy_dir}: {len(comfy.loras)} LoRA(s) copied, {comfy.packs_installed} node"
+            f" pack(s) installed, {comfy.models_downloaded} model(s) downloaded"
+        )
+    # commands are never wrapped (piped or narrow terminals): they must paste whole
+    console.print(f"  ssh       pistachio-infra ssh {session.name}", soft_wrap=True)
+    argv = _ssh_argv(store, pod.id, session.ready.host, session.ready.port, pod.ssh_user)
+    console.print(f"            {shlex.join(argv)}", soft_wrap=True, markup=False)
+    console.print(
+        f"  watchdog  terminates it at {_clock(session.deadline_epoch)} (max {max_hours:g} h), or"
+        f" {idle_minutes:g} min after the last client heartbeat or login"
+        + (" once ComfyUI (a running job) has stopped" if comfyui else "")
+    )
+    console.print(f"  stop      pistachio-infra down {session.name}", soft_wrap=True)
+    steps = f"bootstrap {t['bootstrap_s']:.1f}s"
+    if comfy is not None:
+        c = comfy.timings
+        steps = (
+            f"ComfyUI bootstrap {c['bootstrap_s']:.1f}s, LoRAs {c['loras_s']:.1f}s, workflow"
+            f" {c['install_s']:.1f}s, start {c['start_s']:.1f}s, URL {c['url_s']:.1f}s"
+        )
+    console.print(
+        f"  timings   provision {t['provision_s']:.1f}s, ssh wait {t['ssh_wait_s']:.1f}s,"
+        f" watchdog {t['watchdog_s']:.1f}s, {steps}, total {total:.1f}s"
+    )
 
 
 def _volume(volume: bool | None) -> tuple[str | None, str | None]:
@@ -287,7 +307,7 @@ def status(show_all: bool) -> None:
     records = store.pods(cloud=_cloud_name(cloud), live_only=not show_all)
     live = {p.id: p for p in api.list_pods()}
     now = time.time()
-    table = Table(title=f"pods ({'sandbox' if cloud.sandbox else 'RunPod'})")
+    table = Table(title=f"pods ({cloud.label})")
     for col in ("name", "pod id", "gpu", "dc", "status", "uptime", "$/h", "$ so far (est.)", "watchdog deadline"):
         table.add_column(col)
     total = 0.0

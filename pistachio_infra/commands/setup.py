@@ -63,8 +63,9 @@ def _which(program: str, *extra_dirs: str) -> str | None:
 def _secret_check(name: str, required: bool) -> Check:
     from ..credentials import HOW_TO_GET, _file_secrets
     from ..errors import CredentialsError
+    from ..settings import get_settings
 
-    if os.environ.get(name):
+    if get_settings().secret(name):
         return Check(name, True, required, "set (environment)")
     try:
         in_file = name in _file_secrets()
@@ -116,12 +117,12 @@ def doctor() -> None:
     """Check credentials, SSH key and tools; say how to fix what is missing. Never prints a secret."""
     from rich.console import Console
 
-    from ..endpoints import sandbox_enabled
+    from ..endpoints import cloud_choice
 
-    sandbox = sandbox_enabled()
-    checks = run_checks(sandbox)
+    choice = cloud_choice()
+    checks = run_checks(choice.sandbox)
     console = Console(highlight=False, soft_wrap=True)
-    console.print(f"pistachio-infra doctor ({'sandbox' if sandbox else 'RunPod'})")
+    console.print(f"pistachio-infra doctor ({choice.label})")
     width = max(len(c.name) for c in checks)
     for c in checks:
         status = "[green]ok      [/]" if c.ok else ("[red]missing [/]" if c.required else "[yellow]optional[/]")

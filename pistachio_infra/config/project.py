@@ -56,6 +56,8 @@ class ProjectSettings(_Strict):
     name: str = Field(min_length=1, max_length=80)
     state_dir: Path | None = None  # default: the platform's user state dir (PISTACHIO_HOME overrides both)
     comfyui_loras_dir: str | None = None  # local folder, or a remote location (URL form) left to the installer
+    # a running ComfyUI (local or the team's) that renders the `verify` samples; its models/loras is comfyui_loras_dir
+    comfyui_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
     # durable results: each job's LoRA, card and report go to the private HF repo <hf_namespace>/<job>-lora
     hf_namespace: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
@@ -101,6 +103,10 @@ class Job(_Strict):
     interruptible: bool = False
     recaption: bool = False
     overrides: dict[str, Any] = Field(default_factory=dict)  # extra DiffusionPipe training-TOML keys/tables
+    # the `verify` stage: prompts rendered with and without the LoRA (default: 4 drawn from the captions); each gets
+    # the trigger word when it lacks it. sample_clip adds one short clip (33 frames) of the first prompt.
+    sample_prompts: list[str] | None = Field(default=None, min_length=1, max_length=16)
+    sample_clip: bool = False
 
     @field_validator("name")
     @classmethod

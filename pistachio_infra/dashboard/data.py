@@ -200,6 +200,7 @@ class DashboardData:
             "report": str(run_folder / "report.md") if run_folder and (run_folder / "report.md").is_file() else None,
             "configs": self._configs(job, run_folder),
             "dataset": self._dataset(job, run_folder, results),
+            "samples": _samples(results.get("verify")),
         }
 
     def curve(self, job: dict[str, Any], run: str | None, saved: list[str] | None) -> dict[str, Any] | None:
@@ -282,18 +283,27 @@ class DashboardData:
                 "train": len(train), "eval": len(evals), "flagged": sum(1 for r in rows if r["flags"])}
 
     def image_path(self, job_id: int, name: str) -> Path | None:
-        """The dataset image `name` of a job, only if it is one of the job's images (no other file is served)."""
+        """The dataset image `name` of a job, or one of its verify samples (`samples~<file>`), only if it is one of
+        the job's images or samples (no other file is served)."""
         store = self._store()
         try:
             job = store.job(job_id)
+            verify = self._stage_result(store, job_id, "verify") if job is not None else {}
         finally:
             store.close()
         folder = (job or {}).get("spec", {}).get("job", {}).get("dataset")
-        if not folder or not Path(folder).is_dir():
-            return None
-        from ..dataset.scan import image_files
+        if folder and Path(folder).is_dir():
+            from ..dataset.scan import image_files
 
-        return next((p for p in image_files(Path(folder)) if p.name == name), None)
+            found = next((p for p in image_files(Path(folder)) if p.name == name), None)
+            if found is not None:
+                return found
+        samples = _samples(verify)
+        if samples is None or not name.startswith(SAMPLE_PREFIX):
+            return None
+        listed = {samples["sheet"]} | {r[k] for r in samples["rows"] for k in ("without", "with_lora")}
+        path = Path(verify["folder"]) / name[len(SAMPLE_PREFIX):]
+        return path if name in listed and path.is_file() else None
 
     # --- a character over time ----------------------------------------------------------------------------
 
@@ -380,6 +390,21 @@ class DashboardData:
                    for c in campaigns.values()]
         return {"generated_at": _when(t), "series": series, "per_class": per_class, "campaigns": budgets,
                 "total_usd": sum(s["spent_usd"] for s in series)}
+
+
+SAMPLE_PREFIX = "samples~"  # a verify sample's name in /files/<job>/ (dataset images keep their own names)
+
+
+def _samples(verify: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The verify stage's samples as served names (rows: prompt, seed, kind, without, with_lora; the sheet)."""
+    if not verify or not verify.get("samples") or not verify.get("folder"):
+        return None
+    rows = [{"prompt": r["prompt"], "seed": r["seed"], "kind": r["kind"],
+             "without": SAMPLE_PREFIX + r["without"], "with_lora": SAMPLE_PREFIX + r["with_lora"]}
+            for r in verify["samples"]]
+    sheet = Path(verify["sheet"]).name if verify.get("sheet") else "samples.png"
+    return {"rows": rows, "sheet": SAMPLE_PREFIX + sheet, "where": verify.get("url"),
+            "seconds": verify.get("seconds")}
 
 
 def _settings(job: dict[str, Any]) -> dict[str, Any]:

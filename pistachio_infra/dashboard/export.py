@@ -28,11 +28,15 @@ def export(data: DashboardData, dest: Path) -> list[Path]:
         written.append(path)
         if page == "job":
             folder = dest / "files" / f"job-{content['id']}"
-            for image in content["dataset"]["images"]:
-                source = data.image_path(content["id"], image["name"])
+            samples = content.get("samples") or {"rows": [], "sheet": None}
+            names = [i["name"] for i in content["dataset"]["images"]] + [
+                n for r in samples["rows"] for n in (r["without"], r["with_lora"])] + (
+                [samples["sheet"]] if samples["sheet"] else [])
+            for name in names:
+                source = data.image_path(content["id"], name)
                 if source is not None:
                     folder.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(source, folder / image["name"])
+                    shutil.copyfile(source, folder / name)
 
     write("index.html", "now")
     write("money.html", "money")

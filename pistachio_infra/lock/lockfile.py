@@ -110,7 +110,7 @@ class Lock(_Model):
 
 
 def cloud_name(cloud: Cloud) -> str:
-    return "sandbox" if cloud.sandbox else "runpod"
+    return cloud.name
 
 
 # --- reading and writing ------------------------------------------------------------------------------------------
@@ -270,9 +270,9 @@ def repo_head(url: str) -> str:
 
 
 def _path_env() -> str:
-    import os
+    from ..settings import get_settings
 
-    return os.environ.get("PATH", "/usr/bin:/bin")
+    return get_settings().path
 
 
 def python_envs() -> dict[str, PythonEnvLock]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import shlex
 import signal
 import threading
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PistachioError
+from ..settings import get_settings
 from .context import RunContext
 from .publish import BASE_MODEL, destination
 from .results import CaptionDone, Event, PublishDone, SelectDone, SplitDone, StageResult, TrainDone, load
@@ -118,7 +118,7 @@ def plan(ctx: RunContext) -> dict[str, Any]:
         "stages": [r.name for r in TABLE if r.supervised],
         "state_file": f"{pod_dir(ctx)}/state.json",
         "jobs_dir": str(ctx.remote.jobs_dir),
-        "poll_s": float(os.environ.get("PISTACHIO_TRAIN_POLL_S") or 1.0),
+        "poll_s": get_settings().train_poll_s,
         "markers": {"finished_marker": str(files.finished_marker), "harvested_marker": str(files.harvested_marker),
                     "release_marker": str(files.release_marker)},
         "eval_name": EVAL_NAME,
@@ -177,8 +177,8 @@ def launch(ctx: RunContext) -> None:
         env["WANDB_API_KEY"] = get_secret("WANDB_API_KEY", required=True) or ""
     if ctx.cloud.hf_token:  # the model host's token, for the captioner's downloads
         env["PISTACHIO_CAPTION_HF_TOKEN"] = ctx.cloud.hf_token
-    if os.environ.get(PAUSE_ENV):
-        env[PAUSE_ENV] = os.environ[PAUSE_ENV]
+    if get_settings().pause_at:  # the supervisor holds at the points of the rows it runs (tests)
+        env[PAUSE_ENV] = get_settings().pause_at
     remote.start_detached(SUPERVISOR_JOB, f"exec python3 {ZIPAPP} plan.json", env=env, cwd=folder)
     ctx.store.add_event(ctx.job_id, Event.SUPERVISOR, {"pod": ctx.pod_name, "launched": True})
     from .table import TABLE
@@ -298,7 +298,7 @@ def supervise(ctx: RunContext, stage: str, *, detach: bool) -> StageResult:
 
 def _second_interrupt(ctx: RunContext) -> bool:
     """After a first Ctrl-C: True when a second one comes within the grace time (stop and tear down)."""
-    grace = float(os.environ.get("PISTACHIO_DETACH_GRACE_S") or 3.0)
+    grace = get_settings().detach_grace_s
     if threading.current_thread() is not threading.main_thread():
         return False
     again = threading.Event()
@@ -320,8 +320,7 @@ def _watch(ctx: RunContext) -> dict[str, Any]:
     from ..remote.channel import CONNECTION_ERRORS
     from .training import _reattach
 
-    poll = float(os.environ.get("PISTACHIO_TRAIN_POLL_S") or 1.0)
-    reconnect_s = float(os.environ.get("PISTACHIO_RECONNECT_S") or 300.0)
+    poll, reconnect_s = get_settings().train_poll_s, get_settings().reconnect_s
     shown = 0
     columns = (TextColumn("  {task.fields[stage]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("epoch {task.fields[epoch]}"), TextColumn("loss {task.fields[loss]}"),

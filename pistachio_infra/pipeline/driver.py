@@ -1,7 +1,7 @@
 """The stage machine of one training job (one character LoRA):
 
-preflight → provision → bootstrap → upload → caption → split → render → train → select → harvest → install →
-teardown → report.
+preflight → provision → bootstrap → upload → caption → split → render → train → select → harvest → teardown →
+install → verify (samples through a ComfyUI, planned before renting; --no-verify) → report → publish.
 
 - preflight is local and free: the spec, the dataset, the credentials, a render dry-run for every requested class.
   Refused input means no pod is ever created.
@@ -55,6 +55,8 @@ class TrainRequest:
     campaign: str | None = None  # the campaign this run belongs to (its runs resume separately from `train`)
     allow_drift: bool = False  # train even when the pod cannot be made exactly as the project's pistachio.lock
     detach: bool = False  # return once the pod's supervisor runs (needs a durable destination)
+    verify: bool = True  # render samples with and without the LoRA after install (--no-verify: skip)
+    verify_on_pod: bool = False  # when no ComfyUI is ready, rent a ComfyUI pod for them (its rent + ~21 GB download)
 
 
 @dataclass
@@ -205,12 +207,10 @@ def minimum_usd(job: Job, classes: tuple[str, ...], cloud: Any, train_images: in
     try:
         offers = [o for o in live_offers(api, classes) if o.price_per_hr]
     finally:
-        close = getattr(api, "close", None)
-        if close is not None:
-            close()
+        api.close()
     if not offers:
         return None
-    timings = load_timings("sandbox" if cloud.sandbox else "runpod")
+    timings = load_timings(cloud.name)
     fixed = timings.provision_s[0] + timings.bootstrap_cold_s[0] + timings.train_fixed_s[0]
     every = cadence_steps(job, train_images)
     return min(o.price_per_hr * (fixed + every * timings.step_band(o.gpu_class)[0]) / 3600 for o in offers)
@@ -257,7 +257,7 @@ def project_key(req: TrainRequest) -> str:
 
 
 def _open_run(req: TrainRequest, store: Store, cloud: Any, fingerprint: str, console: Any) -> tuple[int, dict]:
-    cloud_name = "sandbox" if cloud.sandbox else "runpod"
+    cloud_name = cloud.name
     last = store.latest_job(req.job.name, cloud=cloud_name, campaign=req.campaign, project=project_key(req))
     if last is not None and last["status"] != "done":
         if not req.restart and last["spec"].get("fingerprint") == fingerprint:
@@ -305,6 +305,9 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
         project_lock=project_lock(req, cloud), allow_drift=req.allow_drift, detach=req.detach,
     )
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    from .verify import plan_for, record_plan
+
+    ctx.verify_plan = plan_for(req.job, req.project, cloud, classes, req.verify, req.verify_on_pod)
     for warning in dataset.warnings:
         ctx.say(f"[yellow]warning:[/yellow] {warning}")
     ctx.say(f"preflight ok: {len(dataset.usable)} images ({len(dataset.train)} train / {len(dataset.eval)} eval), "
@@ -322,6 +325,7 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
             "(Ctrl-C detaches)" if repo_id else
             "no durable destination (set project.hf_namespace in pistachio.toml): the LoRA lives on this "
             "machine only, so stay attached until the run ends")
+    record_plan(ctx)
     try:
         _drive(ctx)
     except Detached:

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..state import Store
 from .context import RunContext
-from .results import BootstrapDone, CaptionDone, Event, HarvestDone, InstallDone, ProvisionDone, TrainDone
+from .results import BootstrapDone, CaptionDone, Event, HarvestDone, InstallDone, ProvisionDone, TrainDone, VerifyDone
 
 
 def record_costs(store: Store, job_id: int, cloud: Any = None) -> tuple[float, float]:
@@ -82,6 +82,7 @@ def write_run_report(ctx: RunContext, billed_usd: float | None) -> Path:
         started_at=ctx.started,
         finished_at=datetime.now(UTC),
         notes=[*ctx.notes, *_recorded_notes(ctx)],
+        **_samples(ctx),
     )
     staging = ctx.work_dir / "report-staging"
     shutil.rmtree(staging, ignore_errors=True)
@@ -91,6 +92,19 @@ def write_run_report(ctx: RunContext, billed_usd: float | None) -> Path:
     shutil.copytree(staged, ctx.run_folder, dirs_exist_ok=True)
     shutil.rmtree(staging, ignore_errors=True)
     return ctx.run_folder / written.name
+
+
+def _samples(ctx: RunContext) -> dict[str, Any]:
+    """The verify stage's files as report-relative paths (they live in <run folder>/samples/)."""
+    done = ctx.stages.get(VerifyDone)
+    if done is None:
+        return {}
+    if not done.samples or done.folder is None:
+        return {"samples_note": f"skipped ({done.reason})" if done.reason else "skipped"}
+    folder = Path(done.folder).name
+    rows = [(s["prompt"], s["seed"], s["kind"], f"{folder}/{s['without']}", f"{folder}/{s['with_lora']}")
+            for s in done.samples]
+    return {"samples": rows, "samples_sheet": Path(done.sheet) if done.sheet else None}
 
 
 def _recorded_notes(ctx: RunContext) -> list[str]:

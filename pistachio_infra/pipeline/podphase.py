@@ -13,13 +13,11 @@ from .results import BootstrapDone, Event, ProvisionDone, TeardownDone
 def provision(ctx: RunContext) -> ProvisionDone:
     from ..pods.session import pod_session
     from ..pods.watchdog import WatchdogPolicy
-    from ..runpod import connect
+    from ..runpod import Adapter, connect
 
     assert ctx.pod_hold is not None, "provision runs inside the driver's pod hold"
-    api = connect(ctx.cloud, "graphql" if ctx.job.interruptible else "rest")  # REST v2 cannot rent spot pods
-    close = getattr(api, "close", None)
-    if close is not None:
-        ctx.pod_hold.callback(close)
+    api = connect(ctx.cloud, Adapter.for_pod(ctx.job.interruptible))
+    ctx.pod_hold.callback(api.close)
     ctx.pod_hold.callback(setattr, ctx, "session", None)
     policy = WatchdogPolicy.from_env(max_runtime_s=_max_runtime_s(ctx, api))
     session = ctx.pod_hold.enter_context(pod_session(

@@ -45,6 +45,8 @@ class CardFacts:
     eval_loss: float | None
     settings: tuple[tuple[str, str], ...]  # (name, value) of the training settings shown
     loss_plot: str | None = "loss.png"
+    samples: tuple[tuple[str, str, str], ...] = ()  # (prompt, without-LoRA file, with-LoRA file), repo paths
+    sheet: str | None = None  # the contact sheet PNG, repo path
 
 
 def repo_id_for(namespace: str, job: str) -> str:
@@ -59,6 +61,8 @@ def model_card(facts: CardFacts) -> str:
         base_model=facts.base_model, instance_prompt=facts.trigger, license="apache-2.0",
         tags=["lora", "wan2.1", "text-to-video", "diffusion-pipe", "pistachio-infra", facts.character.lower()],
         pipeline_tag="text-to-video",
+        # the Hub's gallery: each sample rendered with the LoRA, under its prompt
+        widget=[{"text": prompt, "output": {"url": with_lora}} for prompt, _, with_lora in facts.samples] or None,
     )
     loss = f"{facts.eval_loss:.4f}" if facts.eval_loss is not None else "n/a"
     rows = "\n".join(f"| {k} | {v} |" for k, v in facts.settings)
@@ -74,7 +78,7 @@ Trigger word: **`{facts.trigger}`** (put it in the prompt). Trained with Diffusi
 `{LORA_FILE}` is the checkpoint of step {facts.step} (`{facts.checkpoint}`, eval loss {loss}, {facts.verdict}):
 {facts.why}
 {plot}
-## Training settings
+{_samples_section(facts)}## Training settings
 
 | setting | value |
 |---|---|
@@ -87,6 +91,23 @@ Trigger word: **`{facts.trigger}`** (put it in the prompt). Trained with Diffusi
 - `captions/`, `configs/`, `report.md`: what it was trained on and how
 """
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))
+
+
+def _samples_section(facts: CardFacts) -> str:
+    if not facts.samples:
+        return ""
+    rows = "\n".join(f"| {prompt.replace('|', '/')} | ![without]({without}) | ![with]({with_lora}) |"
+                     for prompt, without, with_lora in facts.samples)
+    sheet = f"\nAll of them on one sheet: [{facts.sheet}]({facts.sheet})\n" if facts.sheet else ""
+    return f"""## Samples
+
+Rendered in ComfyUI (core nodes) with the trigger word; each prompt with the LoRA and, same seed, without it.
+
+| prompt | without the LoRA | with the LoRA |
+|---|---|---|
+{rows}
+{sheet}
+"""
 
 
 def check_no_secret(folder: Path, secrets: list[str]) -> None:
@@ -165,6 +186,7 @@ def publish_run(ctx: RunContext) -> PublishDone:
             ("GPU", ctx.gpu_class), ("seed", job.seed), ("eval split", job.eval_split),
         ) if v is not None),
         loss_plot="loss.png" if (ctx.run_folder / "loss.png").is_file() else None,
+        **_card_samples(ctx),
     )
     lora = Path(harvested.path)
     config = lora.with_name(f"{lora.stem}.adapter_config.json")
@@ -176,6 +198,18 @@ def publish_run(ctx: RunContext) -> PublishDone:
     shutil.rmtree(staging, ignore_errors=True)
     ctx.say(f"[green]published[/green] {repo_id} (private, commit {commit[:10]})")
     return PublishDone(repo=repo_id, commit=commit)
+
+
+def _card_samples(ctx: RunContext) -> dict[str, object]:
+    """The verify stage's samples as repo paths (the run folder, samples/ included, is the bundle)."""
+    from .results import VerifyDone
+
+    done = ctx.stages.get(VerifyDone)
+    if done is None or not done.samples:
+        return {}
+    rows = tuple((s["prompt"], f"samples/{s['without']}", f"samples/{s['with_lora']}") for s in done.samples)
+    sheet = "samples.png" if (ctx.run_folder / "samples.png").is_file() else None
+    return {"samples": rows, "sheet": sheet}
 
 
 def bundle(dest: Path, *, lora: Path, adapter_config: Path | None, report_folder: Path | None, card: str) -> Path:

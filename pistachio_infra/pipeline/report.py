@@ -21,6 +21,7 @@ from ..money import signed_usd, usd
 from ..selection.choose import Selection, plot_selection
 
 STAMP_FORMAT = "%Y%m%d_%H-%M-%S"
+SAMPLES_SHEET = "samples.png"  # the contact sheet, beside loss.png
 # `wandb_api_key = "abc"`, `api_key: abc`, `HF_TOKEN=abc`: the value of anything named like a credential
 KEY_ASSIGNMENT = re.compile(
     r"""(?im)^([ \t]*["']?[\w.-]*(?:api[_-]?key|token|secret|password)["']?[ \t]*[=:][ \t]*)(["']?)([^"'\s#,}]+)(\2)"""
@@ -50,6 +51,11 @@ class ReportData:
     started_at: datetime | None = None
     finished_at: datetime | None = None  # names the report folder; now (UTC) when not set
     notes: list[str] = field(default_factory=list)
+    # the verify stage: (prompt, seed, kind, without-LoRA file, with-LoRA file) as paths relative to the report,
+    # the contact sheet (copied beside loss.png as samples.png), and why there are none when skipped
+    samples: list[tuple[str, int, str, str, str]] = field(default_factory=list)
+    samples_sheet: Path | None = None
+    samples_note: str | None = None
 
 
 class SecretInReportError(PistachioError):
@@ -69,6 +75,8 @@ def write_report(dest_dir: Path, data: ReportData) -> Path:
     config_names = [_copy_config(path, folder / "configs") for path in data.configs]
     captions = _copy_captions(data.captions_dir, folder / "captions", data.trigger) if data.captions_dir else None
     plot = plot_selection(data.selection, folder / "loss.png") if data.selection else None
+    if data.samples_sheet is not None and Path(data.samples_sheet).is_file():
+        shutil.copyfile(data.samples_sheet, folder / SAMPLES_SHEET)
     text = _markdown(data, config_names, captions, plot)
     report = folder / "report.md"
     report.write_text(redact(text))
@@ -117,7 +125,7 @@ def _money(value: float | None) -> str:
     return "—" if value is None else usd(value)
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
@@ -165,6 +173,8 @@ def _markdown(data: ReportData, configs: list[str], captions: CaptionSummary | N
             smoothed = f"{row.smoothed:.5f}" if math.isfinite(row.smoothed) else "—"
             out.append(f"| {row.step} | {row.eval_loss:.5f} | {smoothed} | {folder}{mark} |")
 
+    out += _samples_markdown(data)
+
     out += ["", "## Cost", "", "| estimated | billed | difference |", "|---:|---:|---:|"]
     diff = (
         signed_usd(data.cost_billed_usd - data.cost_estimated_usd,
@@ -177,8 +187,8 @@ def _markdown(data: ReportData, configs: list[str], captions: CaptionSummary | N
     out += ["", "## Timings", ""]
     if data.stage_seconds:
         out += ["| stage | time |", "|---|---:|"]
-        out += [f"| {stage} | {_duration(sec)} |" for stage, sec in data.stage_seconds.items()]
-        out.append(f"| **total** | {_duration(sum(data.stage_seconds.values()))} |")
+        out += [f"| {stage} | {duration(sec)} |" for stage, sec in data.stage_seconds.items()]
+        out.append(f"| **total** | {duration(sum(data.stage_seconds.values()))} |")
     else:
         out.append("No stage timings recorded.")
 
@@ -202,6 +212,19 @@ def _markdown(data: ReportData, configs: list[str], captions: CaptionSummary | N
         "None recorded."
     ]
     return "\n".join(out) + "\n"
+
+
+def _samples_markdown(data: ReportData) -> list[str]:
+    if not data.samples:
+        return ["", "## Samples", "", f"No samples: {data.samples_note or 'the verify stage did not run'}."]
+    out = ["", "## Samples", ""]
+    out += [f"Each prompt rendered in ComfyUI with the LoRA and, with the same seed, without it. "
+            f"Contact sheet: [{SAMPLES_SHEET}]({SAMPLES_SHEET}).", "",
+            "| prompt | seed | without the LoRA | with the LoRA |", "|---|---:|---|---|"]
+    for prompt, seed, kind, without, with_lora in data.samples:
+        label = prompt.replace("|", "/") + (" (clip)" if kind == "clip" else "")
+        out.append(f"| {label} | {seed} | ![without]({without}) | ![with]({with_lora}) |")
+    return out
 
 
 def _refuse_secrets(folder: Path) -> None:

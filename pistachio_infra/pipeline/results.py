@@ -25,6 +25,7 @@ class Event(StrEnum):
     RECONNECTED = "reconnected"
     ESTIMATE = "estimate"
     SUPERVISOR = "supervisor"
+    VERIFY_PLAN = "verify_plan"  # where the samples render and what that adds, decided before renting
     ALLOWED_DRIFT = "allowed_drift"
 
 
@@ -125,6 +126,17 @@ class TeardownDone(StageResult):
 class InstallDone(StageResult):
     installed: str | None = None
     sha256: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifyDone(StageResult):
+    where: str = "skipped"  # "comfyui" | "skipped"
+    reason: str = ""
+    url: str | None = None
+    folder: str | None = None  # <run folder>/samples: the files, samples.json and the contact sheet
+    sheet: str | None = None  # the contact sheet PNG (also copied beside loss.png)
+    samples: tuple[Any, ...] = ()  # verify.render.Rendered records (JSON)
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)

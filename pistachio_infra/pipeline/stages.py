@@ -8,11 +8,11 @@ the pod is lost (preempted, terminated by its watchdog) it runs again on the nex
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..settings import get_settings
 from ..state import StageRecord, Store
 from .results import Event, R, StageResult, dump, load
 
@@ -23,7 +23,7 @@ PAUSE_ENV = "PISTACHIO_PAUSE_AT"
 
 def pause(point: str) -> None:
     """A debugging (and test) hook: hold the run at one point so it can be interrupted there."""
-    raw = os.environ.get(PAUSE_ENV, "")
+    raw = get_settings().pause_at
     name, _, until = raw.partition(":")
     if name != point:
         return

@@ -34,6 +34,7 @@ from .results import (
     TeardownDone,
     TrainDone,
     UploadDone,
+    VerifyDone,
 )
 
 if TYPE_CHECKING:
@@ -138,6 +139,12 @@ def _install(ctx: RunContext) -> InstallDone:
     return install(ctx)
 
 
+def _verify(ctx: RunContext) -> VerifyDone:
+    from .verify import verify
+
+    return verify(ctx)
+
+
 def _report(ctx: RunContext) -> ReportDone:
     from .finish import record_costs, write_run_report
     from .harvest import published
@@ -170,6 +177,7 @@ TABLE: tuple[Row, ...] = (
     Row("harvest", Where.POD, _harvest, HarvestDone),  # from the local mirror when it holds the LoRA: no pod
     Row("teardown", Where.LOCAL, _teardown, TeardownDone),
     Row("install", Where.LOCAL, _install, InstallDone),
+    Row("verify", Where.LOCAL, _verify, VerifyDone),  # samples through a ready ComfyUI (verify/); --no-verify skips
     Row("report", Where.LOCAL, _report, ReportDone),
     Row("publish", Where.LOCAL, _publish, PublishDone, supervised=True),  # the private HF repo (hf_namespace)
 )

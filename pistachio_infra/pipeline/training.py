@@ -29,6 +29,7 @@ from ..credentials import get_secret, redact
 from ..errors import PistachioError
 from ..money import usd
 from ..selection.choose import CHECKPOINT_DIR_RE, LORA_FILE
+from ..settings import get_settings
 from .context import RunContext
 from .results import Event, TrainDone
 from .stages import pause
@@ -46,9 +47,6 @@ class TrainingError(PistachioError):
     pass
 
 
-def _env_seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
 
 
 # --- run dir and mirror -------------------------------------------------------------------------------------
@@ -269,9 +267,8 @@ def follow(
     from ..remote.errors import RemoteCommandError, TransferError
 
     remote = ctx.remote
-    poll = _env_seconds("PISTACHIO_TRAIN_POLL_S", 1.0)
-    sync_every = _env_seconds("PISTACHIO_TRAIN_SYNC_S", 30.0)
-    reconnect_s = _env_seconds("PISTACHIO_RECONNECT_S", 300.0)
+    knobs = get_settings()
+    poll, sync_every, reconnect_s = knobs.train_poll_s, knobs.train_sync_s, knobs.reconnect_s
     full = full_sync_needed(ctx)
     cadence = rendered.cadence
     progress = Progress(total=cadence.estimated_steps if cadence else 0)

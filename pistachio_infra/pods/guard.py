@@ -14,19 +14,17 @@ $PISTACHIO_START_SH), so sshd and everything else start as without it.
 from __future__ import annotations
 
 import base64
-import os
 import shlex
 from pathlib import PurePosixPath
 
+from ..settings import get_settings
 from .watchdog import PodFiles, WatchdogPolicy, render_watchdog
 
-DEFAULT_NOBODY_CAME_S = 900.0  # an image pull on RunPod takes minutes; a client that never comes costs this much
 WORKSPACE = PurePosixPath("/workspace")
 
 
 def nobody_came_s() -> float:
-    raw = os.environ.get("PISTACHIO_WATCHDOG_NOBODY_CAME_S")  # tests use seconds
-    return float(raw) if raw else DEFAULT_NOBODY_CAME_S
+    return get_settings().watchdog.nobody_came_s  # tests use seconds
 
 
 def guard_script(policy: WatchdogPolicy, *, rest_url: str, limit_s: float) -> str:

@@ -8,7 +8,6 @@ one is created, and live pods left over from an earlier run of the same job are 
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import secrets
 import socket
@@ -31,6 +30,7 @@ from ..runpod.port import (
     RunPodApiError,
     ValidationError,
 )
+from ..settings import get_settings
 from ..state import PodRecord, Store
 from .offers import Offer, candidate_offers
 
@@ -38,14 +38,6 @@ NAME_PREFIX = "pistachio-"
 DEAD = {PodStatus.EXITED, PodStatus.ERROR, PodStatus.TERMINATED}
 
 Report = Callable[[str], None]
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    try:
-        return float(raw) if raw else default
-    except ValueError:
-        raise PistachioError(f"{name}={raw!r} is not a number", f"set {name} to seconds, e.g. 300") from None
 
 
 @dataclass(frozen=True)
@@ -61,14 +53,19 @@ class PodTimings:
 
     @classmethod
     def from_env(cls) -> PodTimings:
-        d = cls()
+        """Defaults, with PISTACHIO_POD_* overriding (see settings.py)."""
+        knobs, d = get_settings().pod, cls()
+
+        def pick(value: float | None, default: float) -> float:
+            return default if value is None else value
+
         return cls(
-            ready_timeout_s=_env_float("PISTACHIO_POD_READY_TIMEOUT_S", d.ready_timeout_s),
-            poll_s=_env_float("PISTACHIO_POD_POLL_S", d.poll_s),
-            terminate_timeout_s=_env_float("PISTACHIO_POD_TERMINATE_TIMEOUT_S", d.terminate_timeout_s),
-            lookup_s=_env_float("PISTACHIO_POD_LOOKUP_S", d.lookup_s),
-            attempts_per_offer=int(_env_float("PISTACHIO_POD_ATTEMPTS_PER_OFFER", d.attempts_per_offer)),
-            max_attempts=int(_env_float("PISTACHIO_POD_MAX_ATTEMPTS", d.max_attempts)),
+            ready_timeout_s=pick(knobs.ready_timeout_s, d.ready_timeout_s),
+            poll_s=pick(knobs.poll_s, d.poll_s),
+            terminate_timeout_s=pick(knobs.terminate_timeout_s, d.terminate_timeout_s),
+            lookup_s=pick(knobs.lookup_s, d.lookup_s),
+            attempts_per_offer=int(pick(knobs.attempts_per_offer, d.attempts_per_offer)),
+            max_attempts=int(pick(knobs.max_attempts, d.max_attempts)),
         )
 
 
@@ -153,7 +150,7 @@ class PodLifecycle:
     ) -> None:
         self.api = api
         self.store = store
-        self.cloud_name = "sandbox" if cloud.sandbox else "runpod"
+        self.cloud_name = cloud.name
         self.timings = timings or PodTimings.from_env()
         self.report = report or (lambda _msg: None)
         self.touched: list[str] = []  # record names this lifecycle created or took over (teardown's list)

@@ -118,18 +118,8 @@ def pod_session(
     with interruptible():
         try:
             t0 = time.monotonic()
-            if spec.start_command is None:  # a guard from the pod's first second (pods/guard.py)
-                from dataclasses import replace
-
-                from .guard import start_command
-
-                spec = replace(spec, start_command=start_command(policy, rest_url=cloud.rest_url))
-            ready = lifecycle.acquire(spec, reuse=reuse)
-            record = store.pod(ready.name)
-            assert record is not None
-            deadline = record.watchdog_deadline if (ready.reused and record.watchdog_deadline) else None
-            deadline = deadline or record.created_at + policy.max_runtime_s
-            store.update_pod(ready.name, watchdog_deadline=deadline)
+            ready = lifecycle.acquire(_guarded(spec, policy, cloud), reuse=reuse)
+            deadline = _settle_deadline(store, ready, policy)
             t1 = time.monotonic()
             remote = connect_remote(store, ready)
             install(remote, policy, pod_id=ready.pod.id, rest_url=cloud.rest_url, deadline_epoch=deadline)
@@ -164,14 +154,8 @@ def pod_session(
             )
             yield session
             outcome = "done"
-        except KeyboardInterrupt:
-            outcome = "interrupted (Ctrl-C)"
-            raise
-        except SystemExit as exc:
-            outcome = f"stopped (exit {exc.code})"
-            raise
         except BaseException as exc:
-            outcome = f"failed ({type(exc).__name__})"
+            outcome = _outcome(exc)
             raise
         finally:
             with shielded("terminating the pod"):
@@ -185,12 +169,42 @@ def pod_session(
                 stuck = [(name, rec.pod_id if (rec := store.pod(name)) else None) for name, _ in failures]
                 first = store.pod(stuck[0][0]) if stuck else None
                 if own_api:
-                    _quietly(getattr(api, "close", lambda: None))
+                    _quietly(api.close)
                 if own_store:
                     _quietly(store.close)
                 if failures and sys.exc_info()[1] is None:
                     raise TerminateFailed(stuck, "; ".join(why for _, why in failures),
                                           first.watchdog_deadline if first else None)
+
+
+def _guarded(spec: PodSpec, policy: WatchdogPolicy, cloud: Cloud) -> PodSpec:
+    """The spec with a guard from the pod's first second (pods/guard.py), unless it brings its own start command."""
+    if spec.start_command is not None:
+        return spec
+    from dataclasses import replace
+
+    from .guard import start_command
+
+    return replace(spec, start_command=start_command(policy, rest_url=cloud.rest_url))
+
+
+def _settle_deadline(store: Store, ready: ReadyPod, policy: WatchdogPolicy) -> float:
+    """When the watchdog terminates the pod: a re-attached pod keeps its deadline, a new one gets max runtime."""
+    record = store.pod(ready.name)
+    assert record is not None
+    deadline = record.watchdog_deadline if (ready.reused and record.watchdog_deadline) else None
+    deadline = deadline or record.created_at + policy.max_runtime_s
+    store.update_pod(ready.name, watchdog_deadline=deadline)
+    return deadline
+
+
+def _outcome(exc: BaseException) -> str:
+    """How the session's block ended, as the teardown reason says it."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    if isinstance(exc, SystemExit):
+        return f"stopped (exit {exc.code})"
+    return f"failed ({type(exc).__name__})"
 
 
 def teardown(lifecycle: PodLifecycle, *, reason: str, report: Callable[[str], None]) -> list[tuple[str, str]]:

@@ -9,7 +9,6 @@ cannot: SIGKILL, a closed laptop, a lost network.
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
 import threading
 import time
@@ -49,18 +48,17 @@ class WatchdogPolicy:
     def from_env(cls, max_runtime_s: float, idle_s: float | None = 900.0) -> WatchdogPolicy:
         """Defaults, with PISTACHIO_WATCHDOG_{IDLE,GRACE,POLL,HEARTBEAT,RETRY}_S overriding (tests use seconds)."""
 
-        def num(name: str, default: float | None) -> float | None:
-            raw = os.environ.get(f"PISTACHIO_WATCHDOG_{name}_S")
-            return float(raw) if raw else default
+        from ..settings import get_settings
 
+        knobs = get_settings().watchdog
         d = cls(max_runtime_s=max_runtime_s)
         return cls(
             max_runtime_s=max_runtime_s,
-            idle_s=num("IDLE", idle_s),
-            harvest_grace_s=num("GRACE", d.harvest_grace_s) or d.harvest_grace_s,
-            poll_s=num("POLL", d.poll_s) or d.poll_s,
-            heartbeat_s=num("HEARTBEAT", d.heartbeat_s) or d.heartbeat_s,
-            retry_s=num("RETRY", d.retry_s) or d.retry_s,
+            idle_s=idle_s if knobs.idle_s is None else knobs.idle_s,
+            harvest_grace_s=knobs.grace_s or d.harvest_grace_s,
+            poll_s=knobs.poll_s or d.poll_s,
+            heartbeat_s=knobs.heartbeat_s or d.heartbeat_s,
+            retry_s=knobs.retry_s or d.retry_s,
         )
 
 

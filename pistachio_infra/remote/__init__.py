@@ -8,6 +8,12 @@
 
 Names are resolved lazily so that importing the errors does not import fabric/paramiko.
 
+Fabric's `Connection` owns the SSH transport, the host-key check and `sftp()`; its `run`/`put`/`get` are not used
+where they have no answer: a command's text (and the API keys it exports) travels on the channel's stdin, never on the
+pod's command line where Fabric's `run` puts it (channel.py); detached jobs are re-attached and followed from a byte
+offset after a dropped connection (jobs.py); trees move as one tar stream checked against a sha256 manifest, and single
+files are hashed and reported while they stream, which Fabric's one-file `put`/`get` do not do (transfer.py).
+
 May import: credentials, errors, state. Nothing about pods, RunPod or the pipeline: it is plain SSH."""
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import shlex
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,7 +230,8 @@ class Remote:
         return conn.sftp()
 
     def _resumable(self, transfer_once: Callable[[], T]) -> T:
-        """Transfers are idempotent (manifests skip what arrived intact), so a dropped connection is retried."""
+        """Run an idempotent call, reconnecting after a dropped connection (transfers: manifests skip what arrived
+        intact; detached jobs: see above)."""
         for attempt in range(TRANSFER_ATTEMPTS):
             try:
                 return transfer_once()
@@ -282,7 +284,8 @@ class Remote:
     def workspace(self) -> str:
         """The pod's workspace directory: $PISTACHIO_WORKSPACE (the sandbox sets it) or /workspace."""
         if self._workspace is None:
-            self._workspace = self.run('printf %s "${PISTACHIO_WORKSPACE:-/workspace}"').stdout.strip()
+            probe = 'printf %s "${PISTACHIO_WORKSPACE:-/workspace}"'
+            self._workspace = self._resumable(lambda: self.run(probe)).stdout.strip()
         return self._workspace
 
     @property
@@ -292,19 +295,23 @@ class Remote:
 
     # --- detached jobs (jobs.py) ------------------------------------------------------------------------
 
+    # Each call is retried after an SSH drop (reconnecting with the same host-key pin): reads are idempotent, and a
+    # start is made so by its launch id (see jobs.py), so a drop while a session opens no longer ends the stage.
+
     def start_detached(
         self, name: str, command: str, *, env: dict[str, str] | None = None, cwd: str | None = None
     ) -> jobs.DetachedJob:
-        return jobs.start_detached(self, name, command, env=env, cwd=cwd)
+        launch_id = uuid.uuid4().hex
+        return self._resumable(lambda: jobs.start_detached(self, name, command, env=env, cwd=cwd, launch_id=launch_id))
 
     def job(self, name: str) -> jobs.DetachedJob | None:
-        return jobs.job(self, name)
+        return self._resumable(lambda: jobs.job(self, name))
 
     def kill_job(self, name: str, signal: str = "TERM") -> None:
-        jobs.kill_job(self, name, signal)
+        self._resumable(lambda: jobs.kill_job(self, name, signal))
 
     def read_log(self, name: str, offset: int = 0) -> tuple[bytes, int]:
-        return jobs.read_log(self, name, offset)
+        return self._resumable(lambda: jobs.read_log(self, name, offset))
 
     def follow(
         self,

@@ -6,6 +6,8 @@ Each job lives in `{workspace}/.pistachio/jobs/<name>/`:
   exit_code  written (atomically) when the command ends; absent while it runs
   log        stdout and stderr of the command
   lock       flock that makes concurrent starts of the same name start it once
+  launch     the id of the start call that launched it: a start retried after an SSH drop (its first try may have
+             launched the job, which may even have ended meanwhile) reports that job instead of launching it again
 The environment given to `start_detached` is exported by the launching shell (sent over the SSH channel's stdin), so
 it reaches the job's process environment and nothing else: not the command line, not a file.
 """
@@ -16,6 +18,7 @@ import codecs
 import re
 import shlex
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -100,9 +103,16 @@ def _parse_status(remote: Remote, name: str, line: str) -> DetachedJob | None:
 
 
 def start_detached(
-    remote: Remote, name: str, command: str, *, env: dict[str, str] | None = None, cwd: str | None = None
+    remote: Remote,
+    name: str,
+    command: str,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    launch_id: str | None = None,
 ) -> DetachedJob:
     d = job_dir(remote, name)
+    launch_id = launch_id or uuid.uuid4().hex
     launch = (
         f'setsid nohup sh -c {shlex.quote(_WRAPPER)} pistachio-job "$d" {shlex.quote(command)}'
         ' </dev/null >"$d/log" 2>&1 9>&- &'
@@ -116,7 +126,9 @@ def start_detached(
             _PROBE,
             "_pst_probe",
             'if [ "$alive" = 1 ] && [ -z "$ec" ]; then _pst_print; exit 0; fi',
+            f'if [ "$(cat "$d/launch" 2>/dev/null)" = {launch_id} ]; then _pst_print; exit 0; fi',
             'rm -f "$d/pid" "$d/pid.tmp" "$d/start" "$d/exit_code" "$d/exit_code.tmp"',
+            f'printf "%s\\n" {launch_id} > "$d/launch"',
             f"cd -- {shlex.quote(cwd)} || exit 1" if cwd else "",
             launch,
             'i=0; while [ ! -s "$d/pid" ] && [ "$i" -lt 500 ]; do sleep 0.01; i=$((i+1)); done',

@@ -6,6 +6,7 @@ May import: errors only (and endpoints for types). Knows nothing of pods' conten
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -13,21 +14,33 @@ if TYPE_CHECKING:
     from .port import RunPodApi
     from .retry import RetryPolicy
 
-ADAPTERS = ("rest", "graphql")
+class Adapter(StrEnum):
+    REST = "rest"  # REST v2, the default
+    GRAPHQL = "graphql"  # the runpod SDK 1.12's GraphQL API, retires early 2027
+
+    @classmethod
+    def for_pod(cls, interruptible: bool) -> Adapter:
+        """REST v2 cannot rent interruptible (spot) pods; GraphQL's podRentInterruptable can."""
+        return cls.GRAPHQL if interruptible else cls.REST
 
 
-def connect(cloud: Cloud, adapter: str = "rest", *, policy: RetryPolicy | None = None) -> RunPodApi:
-    """A RunPodApi for `cloud`: "rest" (REST v2, the default) or "graphql" (runpod SDK 1.12, retires early 2027)."""
+ADAPTERS = tuple(a.value for a in Adapter)
+
+
+def connect(cloud: Cloud, adapter: Adapter | str = Adapter.REST, *, policy: RetryPolicy | None = None) -> RunPodApi:
+    """A RunPodApi for `cloud` through `adapter` (a plain "rest"/"graphql" is accepted too). Close it when done."""
     from .retry import DEFAULT_POLICY
 
-    if adapter == "rest":
+    try:
+        adapter = Adapter(adapter)
+    except ValueError:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"unknown RunPod adapter {adapter!r}", f"use one of: {', '.join(ADAPTERS)}") from None
+    if adapter is Adapter.REST:
         from .rest_v2 import RestV2Api
 
         return RestV2Api(cloud.rest_url, cloud.api_key, policy=policy or DEFAULT_POLICY)
-    if adapter == "graphql":
-        from .graphql import GraphQLApi
+    from .graphql import GraphQLApi
 
-        return GraphQLApi(cloud.graphql_base, cloud.api_key, policy=policy or DEFAULT_POLICY)
-    from ..errors import ConfigError
-
-    raise ConfigError(f"unknown RunPod adapter {adapter!r}", f"use one of: {', '.join(ADAPTERS)}")
+    return GraphQLApi(cloud.graphql_base, cloud.api_key, policy=policy or DEFAULT_POLICY)

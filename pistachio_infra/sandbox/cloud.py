@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import secrets
 import shutil
 import socket
@@ -36,6 +37,10 @@ NO_CAPACITY = (
 NO_GPU_ON_HOST = "There are not enough free GPUs on the host machine to start this pod."
 SERVER_ERROR = "Something went wrong. Please try again later or contact support."
 PUBLIC_IP = "127.0.0.1"
+#: How long a booting pod's sshd may take to answer: generous, since a loaded machine (CI, parallel tests) is slow
+#: and a pod that fails here ends as ERROR, which clients treat as a dead pod and replace.
+SSHD_START_TIMEOUT_S = 60.0
+PORT_ATTEMPTS = 3
 
 _ALNUM = string.ascii_lowercase + string.digits
 
@@ -58,7 +63,29 @@ def http_ports(ports: list[str]) -> list[int]:
     return out
 
 
+def _ephemeral_range() -> range:
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
 def free_port() -> int:
+    """A port free now for a pod's sshd or HTTP service, picked outside the kernel's ephemeral range: the port is
+    closed again before the pod binds it, and in that range any outgoing connection on the machine (other tests,
+    other sandboxes) could take it meanwhile."""
+    ephemeral = _ephemeral_range()
+    for _ in range(200):
+        candidate = random.randrange(10000, 65000)
+        if candidate in ephemeral:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return candidate
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -102,7 +129,7 @@ ACCOUNT = Principal("account")
 
 class PodHostLike(Protocol):
     def start(self, pod_id: str, *, ssh_port: int, public_key: str, env: dict[str, str], workspace: Path,
-              start_cmd: str | None = None) -> None: ...
+              start_cmd: str | None = None, timeout: float = 10.0) -> None: ...
     def ssh_ready(self, pod_id: str) -> bool: ...
     def stop(self, pod_id: str) -> None: ...
     def drop_connections(self, pod_id: str) -> None: ...
@@ -647,10 +674,21 @@ class SandboxCloud:
             workspace = self.workspace(pod)
             workspace.mkdir(parents=True, exist_ok=True)
             try:
-                await asyncio.to_thread(
-                    self.host.start, pod.id, ssh_port=pod.ssh_port, public_key=pod.public_key,
-                    env=self.pod_env(pod), workspace=workspace, start_cmd=pod.args or None,
-                )
+                for attempt in range(PORT_ATTEMPTS):
+                    try:
+                        await asyncio.to_thread(
+                            self.host.start, pod.id, ssh_port=pod.ssh_port, public_key=pod.public_key,
+                            env=self.pod_env(pod), workspace=workspace, start_cmd=pod.args or None,
+                            timeout=SSHD_START_TIMEOUT_S,
+                        )
+                        break
+                    except Exception as exc:  # PodStartError; this module does not import the host
+                        # another process took the port between free_port() and sshd's bind: take another one
+                        if "Address already in use" not in str(exc) or attempt == PORT_ATTEMPTS - 1:
+                            raise
+                        log.warning("pod %s: port %s was taken before sshd bound it; retrying", pod_id, pod.ssh_port)
+                        pod.ssh_port = free_port()
+                        self.store.save_pod(pod)
             except Exception as exc:
                 log.exception("PodHost.start(%s) failed", pod_id)
                 pod = self.store.get_pod(pod_id)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from urllib.parse import parse_qsl, urlencode
 
@@ -19,7 +18,9 @@ MAX_BODY = 256 * 1024  # bigger GraphQL bodies are logged without their operatio
 
 
 def enabled() -> bool:
-    return os.environ.get(ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    from ..settings import get_settings
+
+    return get_settings().sandbox_log_requests
 
 
 def safe_query(raw: bytes) -> str:

@@ -31,9 +31,11 @@ log = logging.getLogger("pistachio.sandbox")
 def image_cache_dir() -> Path:
     """Where the pod image and the stand-in repos are built once and reused (outside any sandbox home, so
     `reset` keeps them); PISTACHIO_SANDBOX_IMAGE_CACHE overrides it."""
-    override = os.environ.get("PISTACHIO_SANDBOX_IMAGE_CACHE")
+    from ..settings import get_settings
+
+    override = get_settings().sandbox_image_cache
     if override:
-        return Path(override)
+        return override
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("pistachio-infra")) / "sandbox-image"

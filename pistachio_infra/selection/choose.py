@@ -203,28 +203,9 @@ def choose(scalars: RunScalars, eval_name: str, folders: list[str], tolerance: f
     """The selection rule on already-read scalars (see the module docstring)."""
     notes: list[str] = []
     warnings: list[str] = []
-    tag = f"{eval_name}/loss"
-    all_points = scalars.series(tag)
-    points = [p for p in all_points if math.isfinite(p.value)]
-    bad = [p.step for p in all_points if not math.isfinite(p.value)]
-    if bad:
-        warnings.append(f"eval loss is NaN/inf at {len(bad)} step(s) from step {bad[0]}: training diverged there")
-    if not points:
-        raise PistachioError(f"`{tag}` in {scalars.run_dir} has no finite value",
-                             "lower the learning rate and train again")
-    checkpoints = _map_checkpoints(scalars, points, folders, notes)
-    if not checkpoints:
-        raise PistachioError(
-            f"none of the {len(points)} eval losses of {scalars.run_dir} has a saved LoRA "
-            f"(eval steps {_steps_text([p.step for p in points])}; saved folders: {', '.join(folders) or 'none'})",
-            "set eval_every_n_steps equal to save_every_n_steps (and leave x_axis_examples off), then train again",
-        )
-    eval_steps_after_0 = [p.step for p in points if p.step > 0]
-    if len(checkpoints) < len(eval_steps_after_0):
-        notes.append(
-            f"eval and save cadences differ: {len(checkpoints)} of {len(eval_steps_after_0)} eval points have a saved "
-            "LoRA; only those are candidates (set eval_every_n_steps = save_every_n_steps to have them all)"
-        )
+    all_points = scalars.series(f"{eval_name}/loss")
+    points = _finite_points(scalars, eval_name, all_points, warnings)
+    checkpoints = _candidates(scalars, points, folders, notes)
 
     smoothed = smooth([p.value for p in points])
     noise = noise_scale([p.value for p in points])
@@ -235,36 +216,8 @@ def choose(scalars: RunScalars, eval_name: str, folders: list[str], tolerance: f
     min_s = s[best]
     slack = tolerance * abs(min_s)
     earliest = next(i for i in range(len(cand)) if s[i] <= min_s + slack)
-    rise_threshold = max(3 * noise, slack)
-    window = min(len(cand), max(3, len(cand) // 4))
-    drop = s[-window] - s[-1]
-
-    verdict: Verdict
-    undertrained_until: int | None = cand[earliest]
-    overtrained_from: int | None = None
-    if len(cand) < 3:
-        verdict, chosen = "inconclusive", earliest
-        message = (f"only {len(cand)} eval point(s) with a saved LoRA: too few to judge the trend; "
-                   f"chose step {cand[chosen]}, the lowest eval loss")
-    elif best == len(cand) - 1 and drop > max(2 * noise, slack):
-        verdict, chosen = "undertrained", len(cand) - 1
-        undertrained_until = cand[-1]
-        message = (f"eval loss is still falling at the last saved step {cand[-1]} "
-                   f"({_pct(drop, s[-window])} over the last {window} evals); chose the last step — "
-                   "train longer (more epochs or steps) for a better LoRA")
-        warnings.append(f"the run ended while the eval loss was still falling: step {cand[-1]} is the best there "
-                        "is, not a converged LoRA")
-    elif s[-1] - min_s > rise_threshold:
-        verdict, chosen = "overtrained", earliest
-        overtrained_from = next(cand[i] for i in range(best + 1, len(cand)) if s[i] - min_s > rise_threshold)
-        message = (f"eval loss bottoms out at step {cand[best]} ({min_s:.4g}) and rises "
-                   f"{_pct(s[-1] - min_s, min_s)} by step {cand[-1]}; chose step {cand[chosen]} — later checkpoints "
-                   "are worse, next time train fewer steps or lower the learning rate")
-    else:
-        verdict, chosen = "converged", earliest
-        message = f"eval loss reaches its minimum at step {cand[best]} ({min_s:.4g})"
-        message += (f"; chose step {cand[chosen]}, the earliest within {tolerance:.1%} of it" if chosen != best
-                    else f"; chose step {cand[chosen]}")
+    verdict, chosen, message, undertrained_until, overtrained_from = _judge(
+        cand, s, best=best, earliest=earliest, slack=slack, noise=noise, tolerance=tolerance, warnings=warnings)
 
     step = cand[chosen]
     point = points[index[step]]
@@ -293,6 +246,74 @@ def choose(scalars: RunScalars, eval_name: str, folders: list[str], tolerance: f
         notes=notes,
         warnings=warnings,
     )
+
+
+def _finite_points(scalars: RunScalars, eval_name: str, all_points: list[Point], warnings: list[str]) -> list[Point]:
+    """The eval losses that are numbers (a NaN/inf is a warning: training diverged there); none is an error."""
+    points = [p for p in all_points if math.isfinite(p.value)]
+    bad = [p.step for p in all_points if not math.isfinite(p.value)]
+    if bad:
+        warnings.append(f"eval loss is NaN/inf at {len(bad)} step(s) from step {bad[0]}: training diverged there")
+    if not points:
+        raise PistachioError(f"`{eval_name}/loss` in {scalars.run_dir} has no finite value",
+                             "lower the learning rate and train again")
+    return points
+
+
+def _candidates(scalars: RunScalars, points: list[Point], folders: list[str], notes: list[str]) -> dict[int, str]:
+    """Eval step -> saved LoRA folder, for the eval points that have one; none is an error."""
+    checkpoints = _map_checkpoints(scalars, points, folders, notes)
+    if not checkpoints:
+        raise PistachioError(
+            f"none of the {len(points)} eval losses of {scalars.run_dir} has a saved LoRA "
+            f"(eval steps {_steps_text([p.step for p in points])}; saved folders: {', '.join(folders) or 'none'})",
+            "set eval_every_n_steps equal to save_every_n_steps (and leave x_axis_examples off), then train again",
+        )
+    eval_steps_after_0 = [p.step for p in points if p.step > 0]
+    if len(checkpoints) < len(eval_steps_after_0):
+        notes.append(
+            f"eval and save cadences differ: {len(checkpoints)} of {len(eval_steps_after_0)} eval points have a saved "
+            "LoRA; only those are candidates (set eval_every_n_steps = save_every_n_steps to have them all)"
+        )
+    return checkpoints
+
+
+def _judge(cand: list[int], s: list[float], *, best: int, earliest: int, slack: float, noise: float,
+           tolerance: float, warnings: list[str]) -> tuple[Verdict, int, str, int | None, int | None]:
+    """The verdict on the smoothed curve `s` over the candidate steps `cand`: (verdict, chosen index, message,
+    undertrained until step, overtrained from step)."""
+    min_s = s[best]
+    rise_threshold = max(3 * noise, slack)
+    window = min(len(cand), max(3, len(cand) // 4))
+    drop = s[-window] - s[-1]
+    verdict: Verdict
+    undertrained_until: int | None = cand[earliest]
+    overtrained_from: int | None = None
+    if len(cand) < 3:
+        verdict, chosen = "inconclusive", earliest
+        message = (f"only {len(cand)} eval point(s) with a saved LoRA: too few to judge the trend; "
+                   f"chose step {cand[chosen]}, the lowest eval loss")
+    elif best == len(cand) - 1 and drop > max(2 * noise, slack):
+        verdict, chosen = "undertrained", len(cand) - 1
+        undertrained_until = cand[-1]
+        message = (f"eval loss is still falling at the last saved step {cand[-1]} "
+                   f"({_pct(drop, s[-window])} over the last {window} evals); chose the last step — "
+                   "train longer (more epochs or steps) for a better LoRA")
+        warnings.append(f"the run ended while the eval loss was still falling: step {cand[-1]} is the best there "
+                        "is, not a converged LoRA")
+    elif s[-1] - min_s > rise_threshold:
+        verdict, chosen = "overtrained", earliest
+        overtrained_from = next(cand[i] for i in range(best + 1, len(cand)) if s[i] - min_s > rise_threshold)
+        message = (f"eval loss bottoms out at step {cand[best]} ({min_s:.4g}) and rises "
+                   f"{_pct(s[-1] - min_s, min_s)} by step {cand[-1]}; chose step {cand[chosen]} — later checkpoints "
+                   "are worse, next time train fewer steps or lower the learning rate")
+    else:
+        verdict, chosen = "converged", earliest
+        message = f"eval loss reaches its minimum at step {cand[best]} ({min_s:.4g})"
+        message += (f"; chose step {cand[chosen]}, the earliest within {tolerance:.1%} of it" if chosen != best
+                    else f"; chose step {cand[chosen]}")
+
+    return verdict, chosen, message, undertrained_until, overtrained_from
 
 
 def _pct(delta: float, base: float) -> str:

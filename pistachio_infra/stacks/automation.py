@@ -23,6 +23,7 @@ from pulumi import automation as auto
 
 from ..credentials import redact
 from ..errors import MissingToolError, PistachioError
+from ..settings import get_settings
 from .outputs import CONFIG_NAMESPACE, PROJECT, backend_dir, default_stack, pulumi_dir, raw_outputs
 
 LAUNCHER = "pulumi-resource-pulumi-python"
@@ -61,10 +62,8 @@ class EnvOptions:
 
 
 def _build_cache_roots() -> list[Path]:
-    cache = Path(
-        os.environ.get("PISTACHIO_PULUMI_CACHE")
-        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pistachio-infra"
-    )
+    knobs = get_settings()
+    cache = knobs.pulumi_cache or (knobs.xdg_cache_home or Path.home() / ".cache") / "pistachio-infra"
     roots = [p.parent.parent for p in cache.glob("pulumi-v*/bin/pulumi") if os.access(p, os.X_OK)]
 
     def version_key(root: Path) -> tuple[int, ...]:
@@ -75,9 +74,8 @@ def _build_cache_roots() -> list[Path]:
 
 def pulumi_root() -> Path | None:
     """The directory whose bin/ holds the CLI to use; None means `pulumi` on PATH. Raises when there is none."""
-    configured = os.environ.get("PISTACHIO_PULUMI_ROOT")
-    if configured:
-        root = Path(configured).expanduser()
+    root = get_settings().pulumi_root
+    if root:
         if not (root / "bin" / "pulumi").is_file():
             raise MissingToolError(f"PISTACHIO_PULUMI_ROOT={root} has no bin/pulumi", INSTALL_HINT)
         return root
@@ -94,7 +92,7 @@ def pulumi_root() -> Path | None:
 def pulumi_command() -> auto.PulumiCommand:
     root = pulumi_root()
     bin_dir = str(root / "bin") if root else None
-    search = os.pathsep.join(p for p in (bin_dir, os.environ.get("PATH", "")) if p)
+    search = os.pathsep.join(p for p in (bin_dir, get_settings().path) if p)
     if not shutil.which(LAUNCHER, path=search):
         raise MissingToolError(
             f"{LAUNCHER} (the dynamic-provider plugin) is not next to the Pulumi CLI or on PATH",
@@ -114,7 +112,7 @@ def pulumi_command() -> auto.PulumiCommand:
 
 def passphrase_env(say: Printer) -> dict[str, str]:
     """Use the caller's PULUMI_CONFIG_PASSPHRASE(_FILE); else a generated one kept 0600 in the state dir."""
-    if "PULUMI_CONFIG_PASSPHRASE" in os.environ or "PULUMI_CONFIG_PASSPHRASE_FILE" in os.environ:
+    if get_settings().pulumi_passphrase_given:
         return {}
     path = pulumi_dir() / "passphrase"
     if not path.exists():

@@ -49,11 +49,14 @@ def backend_dir() -> Path:
     return pulumi_dir() / "backend"
 
 
+STACK_OF_CLOUD = {"runpod": "main", "sandbox": "sandbox"}
+
+
 def default_stack() -> str:
     """One stack per cloud, so sandbox resources never share state with real ones."""
-    from ..endpoints import sandbox_enabled
+    from ..endpoints import cloud_choice
 
-    return "sandbox" if sandbox_enabled() else "main"
+    return STACK_OF_CLOUD[cloud_choice().name]
 
 
 def _checkpoint(stack: str) -> dict[str, Any] | None:

@@ -49,9 +49,7 @@ def runpod_api() -> Iterator[RunPodApi]:
     try:
         yield api
     finally:
-        close = getattr(api, "close", None)
-        if callable(close):
-            close()
+        api.close()
 
 
 def _known(value: Any) -> bool:

@@ -97,7 +97,6 @@ def test_a_budget_exhausted_mid_run_stops_work_and_terminates_every_pod(sandbox_
     assert of == "0.0120" and float(spent) <= float(of)
 
 
-@pytest.mark.timeout(420)
 def test_sigkilled_client_pods_end_by_watchdog_within_budget_and_a_rerun_resumes(sandbox_factory, tmp_path):
     from pistachio_infra.sandbox.control import Admin
     from pistachio_infra.state import Store

@@ -133,7 +133,6 @@ def test_a_budget_that_cannot_pay_for_one_checkpoint_is_refused_before_any_pod(s
     assert sandbox_admin.pods() == []
 
 
-@pytest.mark.timeout(600)
 def test_a_pod_that_will_not_terminate_is_named_its_lora_installed_and_billing_taken_from_the_cloud(
         sandbox, sandbox_admin, tmp_path):
     from pistachio_infra.state import Store
@@ -161,7 +160,6 @@ def test_a_pod_that_will_not_terminate_is_named_its_lora_installed_and_billing_t
     assert entry["billed_usd"] == pytest.approx(billed, rel=0.01)  # the cloud's figure, not our own count
 
 
-@pytest.mark.timeout(600)
 def test_train_bootstraps_exactly_from_the_projects_lock_and_refuses_drift(sandbox, sandbox_admin, tmp_path, state):
     """Issue 19.10: with a pistachio.lock, upstream moving on (a new model revision on the hub) changes nothing."""
     from pistachio_infra.lock.lockfile import load_lock

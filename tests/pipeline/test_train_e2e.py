@@ -164,10 +164,12 @@ def test_the_job_budget_caps_the_pods_watchdog_runtime(sandbox, sandbox_admin, t
     done = cli("train", "pip", "--project", str(project))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "budget $0.05" in done.stdout
-    [pod] = Store().pods(cloud="sandbox")
+    pods = Store().pods(cloud="sandbox")  # more than one when a pod slow to answer under load was replaced
+    assert pods
     cap_s = 0.05 / dearest * 3600  # what $0.05 buys on the dearer of the job's two classes, not the 12 h default
-    assert pod.watchdog_deadline is not None
-    assert pod.watchdog_deadline - pod.created_at <= cap_s + 5
+    for pod in pods:
+        assert pod.watchdog_deadline is not None
+        assert pod.watchdog_deadline - pod.created_at <= cap_s + 5
     assert live_pods(sandbox_admin) == []
 
 

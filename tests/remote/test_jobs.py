@@ -137,3 +137,26 @@ def _read(path: str) -> bytes:
         return Path(path).read_bytes()
     except OSError:
         return b""
+
+
+def test_a_start_after_the_connection_dropped_reconnects_and_launches_once(remote, pod):
+    """A drop just before the start (the first try cannot even open a session) is retried, not a failed stage."""
+    pod.drop_connections()
+    job = remote.start_detached("after-drop", "echo ran >> runs.txt", cwd=remote.workspace)
+    assert job.pid is not None
+    assert remote.follow("after-drop", on_output=lambda _: None, poll=0.05) == 0
+    assert (pod.local(remote.workspace) / "runs.txt").read_text() == "ran\n"
+
+
+def test_a_start_retried_with_the_same_launch_id_reports_that_launch(remote, pod):
+    """The retry of a start whose first try launched a job that has already ended must not launch it again."""
+    from pistachio_infra.remote import jobs
+
+    command, cwd = "echo ran >> retried.txt", remote.workspace
+    first = jobs.start_detached(remote, "retried", command, cwd=cwd, launch_id="launch-1")
+    assert remote.follow("retried", on_output=lambda _: None, poll=0.05) == 0
+    again = jobs.start_detached(remote, "retried", command, cwd=cwd, launch_id="launch-1")
+    assert again.pid == first.pid and again.exit_code == 0
+    jobs.start_detached(remote, "retried", command, cwd=cwd, launch_id="launch-2")
+    assert remote.follow("retried", on_output=lambda _: None, poll=0.05) == 0
+    assert (pod.local(remote.workspace) / "retried.txt").read_text() == "ran\nran\n"

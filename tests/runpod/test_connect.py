@@ -9,7 +9,7 @@ import pytest
 
 from pistachio_infra.endpoints import Cloud
 from pistachio_infra.errors import ConfigError
-from pistachio_infra.runpod import connect
+from pistachio_infra.runpod import Adapter, connect
 from pistachio_infra.runpod.graphql import GraphQLApi
 from pistachio_infra.runpod.port import RunPodApi
 from pistachio_infra.runpod.rest_v2 import RestV2Api
@@ -29,6 +29,13 @@ def test_connect_gives_each_adapter():
     assert isinstance(rest, RestV2Api) and isinstance(gql, GraphQLApi)
     assert isinstance(rest, RunPodApi) and isinstance(gql, RunPodApi)
     assert CLOUD.api_key not in repr(rest) + repr(gql)
+
+
+def test_the_adapter_for_a_pod_follows_interruptible_and_closes_through_the_port():
+    spot, on_demand = connect(CLOUD, Adapter.for_pod(True)), connect(CLOUD, Adapter.for_pod(False))
+    assert isinstance(spot, GraphQLApi) and isinstance(on_demand, RestV2Api)
+    for api in (spot, on_demand):
+        api.close()  # part of RunPodApi: callers never probe for it
 
 
 def test_unknown_adapter_is_a_config_error():

@@ -236,35 +236,40 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-def create_app(root: Path) -> Starlette:
-    """The hub stand-in over the repos stored under `root` (see `seed_from_manifest`, `publish_file`)."""
-    store = HubStore(root)
+def _guarded(handler: Any) -> Any:
+    """A route endpoint that answers a `HubError` as the hub does (status, X-Error-Code, JSON message)."""
 
-    def guarded(handler):
-        async def endpoint(request: Request):
-            try:
-                return await handler(request)
-            except HubError as err:
-                return err.response()
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except HubError as err:
+            return err.response()
 
-        return endpoint
+    return endpoint
 
-    async def resolve(request: Request):
-        repo = _repo(store, request)
+
+class _ReadApi:
+    """The hub's read endpoints over one `HubStore`, one method per route."""
+
+    def __init__(self, store: HubStore) -> None:
+        self.store = store
+
+    async def resolve(self, request: Request):
+        repo = _repo(self.store, request)
         commit = _commit(repo, request.path_params["revision"])
         _check_gate(repo, request)
         path = request.path_params["path"]
         entry = commit.files.get(path)
         if entry is None:
             raise HubError(404, "EntryNotFound", "Entry not found", {"X-Repo-Commit": commit.id})
-        fault = store.take_fault(repo.id, path, request.method)
+        fault = self.store.take_fault(repo.id, path, request.method)
         if fault and fault.get("status"):
             retry = {"Retry-After": str(fault.get("retry_after", 1))} if fault["status"] in (429, 503) else {}
             raise HubError(fault["status"], None, "Injected fault", retry)
         headers = _file_headers(commit, entry)
         if request.method == "HEAD":
             return Response(b"", headers={**headers, "Content-Length": str(entry.size)})
-        data = store.read_blob(entry.sha256)
+        data = self.store.read_blob(entry.sha256)
         span = _byte_range(request.headers.get("range"), entry.size)
         status = 200
         if span is not None:
@@ -276,8 +281,8 @@ def create_app(root: Path) -> Starlette:
             return _DroppedBody(status, headers, data, int(fault["drop_after"]))
         return Response(data, status_code=status, headers=headers)
 
-    async def model_info(request: Request):
-        repo = _repo(store, request)
+    async def model_info(self, request: Request):
+        repo = _repo(self.store, request)
         commit = _commit(repo, request.path_params.get("revision", "main"))
         data = _model_json(repo, commit, siblings=True, blobs=_truthy(request.query_params.get("blobs")))
         if _truthy(request.query_params.get("securityStatus")):
@@ -285,15 +290,15 @@ def create_app(root: Path) -> Starlette:
         expand = _expand_params(request)
         return JSONResponse(_only(data, expand) if expand else data)
 
-    async def list_models(request: Request):
+    async def list_models(self, request: Request):
         params = request.query_params
         searches = [s.lower() for s in params.getlist("search")]
         tags = params.getlist("filter")
         author = params.get("author")
         gated = params.get("gated")
         results = []
-        for repo_id in store.repo_ids():
-            repo = store.repo(repo_id)
+        for repo_id in self.store.repo_ids():
+            repo = self.store.repo(repo_id)
             if repo is None or not all(s in repo_id.lower() for s in searches):
                 continue
             if author and repo_id.split("/")[0].lower() != author.lower():
@@ -328,8 +333,8 @@ def create_app(root: Path) -> Starlette:
             out.append(data)
         return JSONResponse(out)
 
-    async def tree(request: Request):
-        repo = _repo(store, request)
+    async def tree(self, request: Request):
+        repo = _repo(self.store, request)
         commit = _commit(repo, request.path_params["revision"])
         folder = request.path_params.get("path", "").strip("/")
         if folder and folder in commit.files:
@@ -342,8 +347,8 @@ def create_app(root: Path) -> Starlette:
         items.sort(key=lambda i: (i["type"] != "directory", i["path"]))
         return JSONResponse(items)
 
-    async def paths_info(request: Request):
-        repo = _repo(store, request)
+    async def paths_info(self, request: Request):
+        repo = _repo(self.store, request)
         commit = _commit(repo, request.path_params["revision"])
         body = await request.body()
         if request.headers.get("content-type", "").startswith("application/json"):
@@ -355,8 +360,8 @@ def create_app(root: Path) -> Starlette:
         items = [_tree_entry(repo, commit, p.strip("/"), expand) for p in paths]
         return JSONResponse([i for i in items if i is not None])
 
-    async def refs(request: Request):
-        repo = _repo(store, request)
+    async def refs(self, request: Request):
+        repo = _repo(self.store, request)
         branches = [
             {"name": name, "ref": f"refs/heads/{name}", "targetCommit": sha} for name, sha in repo.branches.items()
         ]
@@ -365,8 +370,8 @@ def create_app(root: Path) -> Starlette:
             data["pullRequests"] = []
         return JSONResponse(data)
 
-    async def commits(request: Request):
-        repo = _repo(store, request)
+    async def commits(self, request: Request):
+        repo = _repo(self.store, request)
         _commit(repo, request.path_params["revision"])
         return JSONResponse(
             [
@@ -375,12 +380,12 @@ def create_app(root: Path) -> Starlette:
             ]
         )
 
-    async def auth_check(request: Request):
-        repo = _repo(store, request)
+    async def auth_check(self, request: Request):
+        repo = _repo(self.store, request)
         _check_gate(repo, request)
         return JSONResponse({"accessRequest": None} if repo.gated else {})
 
-    async def whoami(request: Request):
+    async def whoami(self, request: Request):
         token = _token(request)
         if token is None:
             raise HubError(401, None, "Invalid credentials in Authorization header")
@@ -397,21 +402,26 @@ def create_app(root: Path) -> Starlette:
             }
         )
 
+
+def create_app(root: Path) -> Starlette:
+    """The hub stand-in over the repos stored under `root` (see `seed_from_manifest`, `publish_file`)."""
     from .upload import routes as write_routes
 
+    store = HubStore(root)
+    api = _ReadApi(store)
     repo_api = "/api/models/{org}/{name}"
-    routes = [*write_routes(store, guarded),
-        Route("/api/whoami-v2", guarded(whoami)),
-        Route("/api/models", guarded(list_models)),
-        Route(repo_api, guarded(model_info)),
-        Route(repo_api + "/revision/{revision}", guarded(model_info)),
-        Route(repo_api + "/tree/{revision}", guarded(tree)),
-        Route(repo_api + "/tree/{revision}/{path:path}", guarded(tree)),
-        Route(repo_api + "/paths-info/{revision}", guarded(paths_info), methods=["POST"]),
-        Route(repo_api + "/refs", guarded(refs)),
-        Route(repo_api + "/commits/{revision}", guarded(commits)),
-        Route(repo_api + "/auth-check", guarded(auth_check)),
-        Route("/{org}/{name}/resolve/{revision}/{path:path}", guarded(resolve), methods=["GET", "HEAD"]),
+    routes = [*write_routes(store, _guarded),
+        Route("/api/whoami-v2", _guarded(api.whoami)),
+        Route("/api/models", _guarded(api.list_models)),
+        Route(repo_api, _guarded(api.model_info)),
+        Route(repo_api + "/revision/{revision}", _guarded(api.model_info)),
+        Route(repo_api + "/tree/{revision}", _guarded(api.tree)),
+        Route(repo_api + "/tree/{revision}/{path:path}", _guarded(api.tree)),
+        Route(repo_api + "/paths-info/{revision}", _guarded(api.paths_info), methods=["POST"]),
+        Route(repo_api + "/refs", _guarded(api.refs)),
+        Route(repo_api + "/commits/{revision}", _guarded(api.commits)),
+        Route(repo_api + "/auth-check", _guarded(api.auth_check)),
+        Route("/{org}/{name}/resolve/{revision}/{path:path}", _guarded(api.resolve), methods=["GET", "HEAD"]),
     ]
     return Starlette(routes=routes, middleware=[Middleware(RequestLog, store=store)])
 

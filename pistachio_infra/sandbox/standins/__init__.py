@@ -81,7 +81,8 @@ REPOS: dict[str, tuple[str, dict[str, str], str, str]] = {
                           "2025-08-25T17:37:44+02:00", "sandbox stand-in for joy-caption-batch (JoyCaption Alpha Two)"),
 }
 # the ComfyUI app commit on top of the base ComfyUI.git commit: repo path -> file under comfyui/app/
-COMFYUI_APP = ({"main.py": "main.py", "nodes.py": "nodes.py", "comfyui_version.py": "comfyui_version.py",
+COMFYUI_APP = ({"main.py": "main.py", "nodes.py": "nodes.py", "execution.py": "execution.py",
+                "comfyui_version.py": "comfyui_version.py",
                 "requirements.txt": "requirements.txt"},
                "2026-11-02T16:20:00+00:00", "sandbox stand-in for ComfyUI v0.35.0 (main.py serves the HTTP API)")
 COMFYUI_APP_TAG = "sandbox-comfyui-app"
