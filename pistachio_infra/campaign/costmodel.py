@@ -153,16 +153,18 @@ class JobDemand:
     budget_usd: float | None = None  # the job's own cap (job.budget_usd)
 
 
-def demand_for(job: Any, classes: tuple[str, ...], data_centers: tuple[str, ...] = ()) -> JobDemand:
-    """Read the dataset (free, local) and size the job: steps from the checkpoint cadence, images to caption."""
+def demand_for(job: Any, classes: tuple[str, ...], data_centers: tuple[str, ...] = (),
+               size: Any | None = None) -> JobDemand:
+    """Size the job from its dataset (free, local; `size`: a `sizing.DatasetSize` already read): steps from the
+    checkpoint cadence, images to caption."""
     from ..catalog import EFFECTIVE_BATCH
     from ..config.render import cadence_for
-    from ..dataset.scan import preflight
 
-    report = preflight(job.dataset, job.trigger, job.seed, job.eval_split, job.recaption)
-    usable = report.usable
-    steps = cadence_for(job, EFFECTIVE_BATCH, train_images=len(report.train)).estimated_steps
-    to_caption = len(usable) if job.recaption else sum(1 for i in usable if not i.caption)
+    if size is None:
+        from .sizing import dataset_sizes
+
+        size = dataset_sizes([job])[job.name]
+    steps = cadence_for(job, EFFECTIVE_BATCH, train_images=size.train).estimated_steps
     pixel = sum((r / 512) ** 2 for r in job.resolutions) / len(job.resolutions)
     allowed = tuple(c for c in classes if job.gpu_auto or c in job.gpu or "auto" in job.gpu)
     if not allowed:
@@ -170,8 +172,8 @@ def demand_for(job: Any, classes: tuple[str, ...], data_centers: tuple[str, ...]
                           f"allows ({', '.join(classes)})", "widen the campaign's gpu list or the job's")
     dcs = tuple(d for d in data_centers if not job.data_centers or d in job.data_centers) if data_centers \
         else tuple(job.data_centers)
-    return JobDemand(name=job.name, steps=steps, images=len(usable), to_caption=to_caption,
-                     upload_bytes=sum(i.size_bytes for i in usable), pixel_factor=pixel, classes=allowed,
+    return JobDemand(name=job.name, steps=steps, images=size.usable, to_caption=size.to_caption,
+                     upload_bytes=size.upload_bytes, pixel_factor=pixel, classes=allowed,
                      data_centers=dcs, budget_usd=job.budget_usd)
 
 

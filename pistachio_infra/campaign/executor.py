@@ -2,10 +2,14 @@
 worker process, under one hard budget.
 
 The budget is enforced three ways:
+- the plan leaves out the jobs the budget cannot pay for (`not_started`), so the money finishes jobs rather than
+  starting every one and completing none;
 - before a job starts it gets an *allowance* reserved from the budget: its high estimate with headroom, or its
   equal share of the free money among the jobs yet to start if that is more, never more than is free (the budget
-  less the money spent and the allowances of running jobs). A job starts only if that covers its expected cost, so
-  the allowances of everything running never add up to more than the budget;
+  less the money spent and the allowances of running jobs). While other jobs run, a job starts only when its whole
+  high-estimate allowance is free (else it waits for their unspent money to come back); with nothing running it
+  starts when the free money covers its expected cost. So the allowances of everything running never add up to
+  more than the budget, and no job is started on a share too thin to finish;
 - its pod's watchdog max runtime is the allowance ÷ the $/h: even with this process SIGKILLed (or the laptop
   gone) no pod outlives its share;
 - while running, the executor stops a job that reaches its allowance, and everything when the budget is spent.
@@ -56,19 +60,20 @@ class Outcome:
     failed: dict[str, str] = field(default_factory=dict)
     stopped: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    not_started: dict[str, str] = field(default_factory=dict)  # left out by the plan: the budget cannot pay for them
     spent_usd: float = 0.0
     budget_usd: float = 0.0
     left_pods: int = 0
 
     @property
     def complete(self) -> bool:
-        return not (self.failed or self.stopped or self.skipped)
+        return not (self.failed or self.stopped or self.skipped or self.not_started)
 
 
 def plan_records(ctx: Any) -> list[dict[str, Any]]:
     return [{"job": a.job, "gpu": a.gpu_class, "dc": a.data_center_id, "warm": a.warm, "price": a.price_per_hr,
              "usd_low": a.estimate.usd[0], "usd": a.estimate.usd[1], "usd_high": a.estimate.usd[2],
-             "seconds": a.estimate.seconds[1]} for a in ctx.plan.assignments]
+             "seconds": a.estimate.seconds[1], "stock_cap": a.capacity} for a in ctx.plan.assignments]
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -119,12 +124,18 @@ class Executor:
         budget = self.c.settings.budget_usd
         deadline = time.time() + self.c.settings.deadline_hours * 3600 if self.c.settings.deadline_hours else None
         rows = {r["job"]: r for r in self.records.jobs(self.c.name, self.cloud_name)}
+        stored = self.records.campaign(self.c.name, self.cloud_name) or {}
+        # the planned stock per offer: how many of the campaign's jobs may run on one offer at once
+        self.stock_cap = {r["job"]: int(r.get("stock_cap") or self.c.settings.max_concurrent)
+                          for r in stored.get("plan", [])}
+        outcome = Outcome(budget_usd=budget)
         for name, row in rows.items():  # a rerun gives every unfinished job a fresh set of attempts
-            if row["status"] != "done":
+            if row["status"] == "not_started":
+                outcome.not_started[name] = row["error"] or "the budget leaves it out"
+            elif row["status"] != "done":
                 self.records.update_job(self.c.name, self.cloud_name, name, status="pending", attempts=0, pid=None,
                                         error=None)
         self.records.set_status(self.c.name, self.cloud_name, "running")
-        outcome = Outcome(budget_usd=budget)
         stopping: str | None = None
         try:
             with interruptible():
@@ -148,18 +159,22 @@ class Executor:
                             self._mark(r["job"], "skipped", stopping, outcome.skipped)
                         pending = []
                     while pending and len(self.running) < self.c.settings.max_concurrent:
-                        row = pending.pop(0)
+                        row = self._next(pending, rows)
+                        if row is None:
+                            break  # every waiting job's offer runs as many jobs as its stock allows
+                        pending.remove(row)
                         by_job = self.spend_by_job()
                         reserved = sum(max(0.0, r.allowance - (by_job.get(r.job, 0.0) - r.baseline))
                                        for r in self.running.values())
                         free = budget - sum(by_job.values()) - reserved
                         need = float(row["est_usd"] or 0.0)
+                        whole = self._whole_allowance(row)
+                        if self.running and free < whole:
+                            break  # wait: the running jobs hand back what they do not spend; no thin shares
                         if free < need:
-                            if not self.running:
-                                why = f"budget: ${max(0.0, free):.4f} left, the job needs ${need:.4f}"
-                                self._mark(row["job"], "skipped", why, outcome.skipped)
-                                continue
-                            break  # wait: a running job may hand back part of its allowance
+                            why = f"budget: ${max(0.0, free):.4f} left, the job needs ${need:.4f}"
+                            self._mark(row["job"], "skipped", why, outcome.skipped)
+                            continue
                         self._launch(row, free, by_job.get(row["job"], 0.0), waiting=len(pending) + 1)
                     if not self.running and not [r for r in self.records.jobs(self.c.name, self.cloud_name)
                                                  if r["status"] == "pending"]:
@@ -190,6 +205,26 @@ class Executor:
         return outcome
 
     # --- jobs -------------------------------------------------------------------------------------------
+
+    def _next(self, pending: list[dict[str, Any]], rows: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+        """The first waiting job (plan order) whose planned offer runs fewer of our jobs than its stock allows."""
+        busy: dict[tuple[Any, Any], int] = {}
+        for name in self.running:
+            r = rows.get(name)
+            if r is not None:
+                key = (r["gpu_class"], r["data_center_id"])
+                busy[key] = busy.get(key, 0) + 1
+        for row in pending:
+            cap = self.stock_cap.get(row["job"], self.c.settings.max_concurrent)
+            if busy.get((row["gpu_class"], row["data_center_id"]), 0) < cap:
+                return row
+        return None
+
+    def _whole_allowance(self, row: dict[str, Any]) -> float:
+        """What a job needs reserved to finish at its high estimate: with headroom, within its own budget_usd."""
+        spec_job = next(j for j in self.c.jobs if j.name == row["job"])
+        want = max(float(row["est_high"] or 0.0) * ALLOWANCE_HEADROOM, float(row["est_usd"] or 0.0))
+        return min(want, spec_job.budget_usd or float("inf"))
 
     def _live_price(self, gpu_class: str, planned: float) -> float:
         from ..catalog import gpu_class as lookup

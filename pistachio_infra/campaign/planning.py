@@ -67,7 +67,10 @@ def build_plan(campaign: Campaign, api: Any, cloud_name: str, store: Any | None 
     settings = campaign.settings
     classes = allowed_classes(campaign)
     selected = [j for j in campaign.jobs if jobs is None or j.name in jobs]
-    demands = [demand_for(j, classes, tuple(settings.data_centers)) for j in selected]
+    from .sizing import dataset_sizes
+
+    sizes = dataset_sizes(selected)
+    demands = [demand_for(j, classes, tuple(settings.data_centers), sizes[j.name]) for j in selected]
     offers = plan_offers(live_offers(api, classes))
     if settings.data_centers:
         offers = [o for o in offers if o.data_center_id in settings.data_centers]
@@ -83,30 +86,14 @@ def build_plan(campaign: Campaign, api: Any, cloud_name: str, store: Any | None 
 
 
 def refuse_unless_fits(ctx: PlanContext) -> None:
-    """A plan over budget (or past the deadline, or with a job that cannot be placed) is refused, naming what fits."""
+    """A campaign with nothing to run is refused, saying which constraint fails (placement, deadline, budget) and
+    what would fix it. A budget that fits only some jobs is no refusal: those jobs run, the others do not start."""
     p = ctx.plan
-    if p.unplaceable:
-        job, why = next(iter(p.unplaceable.items()))
-        raise OverBudgetError(f"campaign {ctx.campaign.name}: job {job!r} cannot be placed ({why})",
-                              "allow more GPU classes or data centers, raise the job's budget_usd, or retry later")
-    low, mid, high = p.usd
-    if mid > p.budget_usd:
-        order = [j.name for j in ctx.campaign.jobs]
-        fit = p.would_fit(order)
-        fit_usd = sum(p.by_job()[n].estimate.expected_usd for n in fit)
-        what = (f"with {usd(p.budget_usd)} these {len(fit)} job(s) fit: {', '.join(fit)} ({usd(fit_usd)})"
-                if fit else f"not even one job fits in {usd(p.budget_usd)}")
-        raise OverBudgetError(
-            f"campaign {ctx.campaign.name}: the cheapest plan costs {usd(mid)} ({usd(low)}-{usd(high)}) for "
-            f"{len(p.assignments)} jobs, over the budget of {usd(p.budget_usd)}; {what}",
-            f"raise budget_usd to at least {mid:.4f}, or list only the jobs that fit in [campaign].jobs",
-        )
-    if not p.meets_deadline:
-        raise OverBudgetError(
-            f"campaign {ctx.campaign.name}: the fastest plan found takes {p.makespan_s / 3600:.1f} h, past the "
-            f"deadline of {(p.deadline_s or 0) / 3600:.1f} h",
-            "raise deadline_hours or max_concurrent, or allow faster GPU classes",
-        )
+    if p.refusal is not None:
+        raise OverBudgetError(f"campaign {ctx.campaign.name}: {p.refusal.cause}", p.refusal.fix)
+    if not p.runnable:  # a guard: the planner sets a refusal whenever it has nothing to run
+        raise OverBudgetError(f"campaign {ctx.campaign.name}: no plan fits the budget and the deadline",
+                              "raise budget_usd or deadline_hours")
 
 
 def plan_rows(ctx: PlanContext) -> list[dict[str, Any]]:
@@ -144,11 +131,18 @@ def plan_table(ctx: PlanContext) -> Any:
 def plan_summary(ctx: PlanContext) -> list[str]:
     p, naive = ctx.plan, ctx.naive
     low, mid, high = p.usd
-    lines = [f"budget {usd(p.budget_usd)}: plan {usd(mid)} ({usd(low)}-{usd(high)}), "
-             + ("fits" if mid <= p.budget_usd else "OVER BUDGET")
-             + (f"; high end {usd(high)} is over budget: the executor stops work before overspending"
-                if mid <= p.budget_usd < high else "")]
-    if naive.assignments and not naive.unplaceable:
+    if p.refusal is not None:
+        lines = [f"REFUSED ({p.refusal.constraint}): {p.refusal.cause}"]
+    elif p.not_started:
+        lines = [f"budget {usd(p.budget_usd)}: {len(p.assignments)} of {len(p.assignments) + len(p.not_started)} "
+                 f"jobs fit, plan {usd(mid)} ({usd(low)}-{usd(high)}); not started: {', '.join(p.not_started)} "
+                 f"(all jobs: {usd(p.full_usd or 0.0)})"]
+    else:
+        lines = [f"budget {usd(p.budget_usd)}: plan {usd(mid)} ({usd(low)}-{usd(high)}), fits"]
+    if p.refusal is None and mid <= p.budget_usd < high:
+        lines.append(f"high end {usd(high)} is over budget: a job starts only when its share is free, and the "
+                     "executor stops work before overspending")
+    if naive.assignments and not naive.unplaceable and not p.not_started and p.refusal is None:
         diff = naive.usd[1] - mid
         lines.append(f"cheapest $/hr per job instead ({', '.join(sorted({a.gpu_class for a in naive.assignments}))})"
                      f": {usd(naive.usd[1])}" + (f", {usd(diff)} more" if diff > 0.00005 else "")
@@ -164,6 +158,77 @@ def plan_summary(ctx: PlanContext) -> list[str]:
     if not p.exact:
         lines.append("search stopped at its node limit: the plan is the best found, not proven optimal")
     return lines
+
+
+def plan_json(ctx: PlanContext) -> dict[str, Any]:
+    """The plan as data (`campaign plan --json`), shaped by PLAN_SCHEMA."""
+    p = ctx.plan
+    low, mid, high = p.usd
+    return {
+        "schema": "pistachio-infra/campaign-plan/v1",
+        "campaign": ctx.campaign.name,
+        "status": "refused" if p.refusal else ("partial" if p.not_started else "fits"),
+        "refusal": None if p.refusal is None else {"constraint": p.refusal.constraint, "cause": p.refusal.cause,
+                                                     "fix": p.refusal.fix},
+        "budget_usd": p.budget_usd,
+        "max_concurrent": p.max_concurrent,
+        "deadline_s": p.deadline_s,
+        "makespan_s": p.makespan_s,
+        "exact": p.exact,
+        "usd": {"low": low, "expected": mid, "high": high},
+        "all_jobs_usd": p.full_usd if p.full_usd is not None else (None if p.refusal else mid),
+        "timings": ctx.timings.cloud,
+        "jobs": [{"job": a.job, "gpu_class": a.gpu_class, "data_center_id": a.data_center_id,
+                  "price_per_hr": a.price_per_hr, "warm": a.warm, "stock_capacity": a.capacity,
+                  "seconds": {"low": a.estimate.seconds[0], "expected": a.estimate.seconds[1],
+                              "high": a.estimate.seconds[2]},
+                  "usd": {"low": a.estimate.usd[0], "expected": a.estimate.usd[1], "high": a.estimate.usd[2]}}
+                 for a in p.assignments],
+        "not_started": [{"job": job, "reason": why} for job, why in p.not_started.items()],
+    }
+
+
+def _band_schema() -> dict[str, Any]:
+    return {"type": "object", "required": ["low", "expected", "high"], "additionalProperties": False,
+            "properties": {k: {"type": "number", "minimum": 0} for k in ("low", "expected", "high")}}
+
+
+PLAN_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "pistachio-infra campaign plan",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["schema", "campaign", "status", "refusal", "budget_usd", "max_concurrent", "deadline_s",
+                 "makespan_s", "exact", "usd", "all_jobs_usd", "timings", "jobs", "not_started"],
+    "properties": {
+        "schema": {"const": "pistachio-infra/campaign-plan/v1"},
+        "campaign": {"type": "string"},
+        "status": {"enum": ["fits", "partial", "refused"]},
+        "refusal": {"oneOf": [{"type": "null"}, {
+            "type": "object", "additionalProperties": False, "required": ["constraint", "cause", "fix"],
+            "properties": {"constraint": {"enum": ["placement", "deadline", "budget"]},
+                           "cause": {"type": "string"}, "fix": {"type": "string"}}}]},
+        "budget_usd": {"type": "number", "minimum": 0},
+        "max_concurrent": {"type": "integer", "minimum": 1},
+        "deadline_s": {"type": ["number", "null"]},
+        "makespan_s": {"type": "number", "minimum": 0},
+        "exact": {"type": "boolean"},
+        "usd": _band_schema(),
+        "all_jobs_usd": {"type": ["number", "null"]},
+        "timings": {"type": "string"},
+        "jobs": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False,
+            "required": ["job", "gpu_class", "data_center_id", "price_per_hr", "warm", "stock_capacity", "seconds",
+                         "usd"],
+            "properties": {"job": {"type": "string"}, "gpu_class": {"type": "string"},
+                           "data_center_id": {"type": ["string", "null"]}, "price_per_hr": {"type": "number"},
+                           "warm": {"type": "boolean"}, "stock_capacity": {"type": "integer", "minimum": 1},
+                           "seconds": _band_schema(), "usd": _band_schema()}}},
+        "not_started": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False, "required": ["job", "reason"],
+            "properties": {"job": {"type": "string"}, "reason": {"type": "string"}}}},
+    },
+}
 
 
 def _hours(h: float) -> str:

@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS campaigns (
 );
 CREATE TABLE IF NOT EXISTS campaign_jobs (
     campaign TEXT NOT NULL, cloud TEXT NOT NULL, job TEXT NOT NULL, position INTEGER NOT NULL,
-    status TEXT NOT NULL,            -- pending | running | done | failed | stopped | skipped
+    status TEXT NOT NULL,            -- pending | running | done | failed | stopped | skipped | not_started
     attempts INTEGER NOT NULL DEFAULT 0,
     gpu_class TEXT, data_center_id TEXT, warm INTEGER, price_per_hr REAL,
     est_low REAL, est_usd REAL, est_high REAL, est_seconds REAL,
@@ -58,8 +58,9 @@ class CampaignRecords:
                 and (c := self.campaign(r["name"], r["cloud"])) is not None]
 
     def save_plan(self, name: str, cloud: str, *, fingerprint: str, source: str, budget_usd: float,
-                  plan: list[dict[str, Any]]) -> None:
-        """Store a (new) plan; jobs already done keep their rows, the others take the plan's choices."""
+                  plan: list[dict[str, Any]], not_started: dict[str, str] | None = None) -> None:
+        """Store a (new) plan; jobs already done keep their rows, the others take the plan's choices. Jobs the
+        budget leaves out (`not_started`: job → why) are recorded as such and never started by the executor."""
         now = time.time()
         with self._tx():
             self._db.execute(
@@ -74,12 +75,22 @@ class CampaignRecords:
                     " warm, price_per_hr, est_low, est_usd, est_high, est_seconds, updated_at)"
                     " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (campaign, cloud, job)"
                     " DO UPDATE SET position = excluded.position, gpu_class = excluded.gpu_class,"
+                    " status = CASE WHEN campaign_jobs.status = 'not_started' THEN 'pending'"
+                    " ELSE campaign_jobs.status END,"
                     " data_center_id = excluded.data_center_id, warm = excluded.warm,"
                     " price_per_hr = excluded.price_per_hr, est_low = excluded.est_low, est_usd = excluded.est_usd,"
                     " est_high = excluded.est_high, est_seconds = excluded.est_seconds,"
                     " updated_at = excluded.updated_at WHERE campaign_jobs.status != 'done'",
                     (name, cloud, row["job"], pos, row["gpu"], row["dc"], int(row["warm"]), row["price"],
                      row["usd_low"], row["usd"], row["usd_high"], row["seconds"], now))
+            for pos, (job, why) in enumerate((not_started or {}).items(), start=len(plan)):
+                self._db.execute(
+                    "INSERT INTO campaign_jobs (campaign, cloud, job, position, status, error, updated_at)"
+                    " VALUES (?, ?, ?, ?, 'not_started', ?, ?) ON CONFLICT (campaign, cloud, job) DO UPDATE SET"
+                    " position = excluded.position, status = 'not_started', error = excluded.error,"
+                    " gpu_class = NULL, data_center_id = NULL, est_usd = NULL, est_low = NULL, est_high = NULL,"
+                    " updated_at = excluded.updated_at WHERE campaign_jobs.status != 'done'",
+                    (name, cloud, job, pos, why, now))
 
     def set_status(self, name: str, cloud: str, status: str) -> None:
         self._db.execute("UPDATE campaigns SET status = ?, updated_at = ? WHERE name = ? AND cloud = ?",

@@ -62,7 +62,10 @@ def _show_plan(console: Any, ctx: Any) -> None:
 @click.option("--timings", type=click.Choice(["runpod", "sandbox"]), default=None,
               help="Use this cloud's timing model (default: the cloud in use). `--sandbox campaign plan --timings "
                    "runpod` previews real-GPU durations against the sandbox's seed prices.")
-def plan_cmd(file: Path, timings: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the plan as one JSON document (schema: pistachio_infra.campaign.planning.PLAN_SCHEMA); "
+                   "exits non-zero when the campaign is refused.")
+def plan_cmd(file: Path, timings: str | None, as_json: bool) -> None:
     """Print the plan for FILE (campaign.toml, or a pistachio.toml with [campaign]); nothing is rented."""
     from ..campaign.planning import refuse_unless_fits
     from ..state import Store
@@ -70,12 +73,22 @@ def plan_cmd(file: Path, timings: str | None) -> None:
     console = _console()
     c, cloud, written, cloud_name = _setup(file)
     for folder in written:
-        console.print(f"  generated sample images in {folder}")
+        if not as_json:
+            console.print(f"  generated sample images in {folder}")
     store = Store()
     try:
         ctx = _plan(c, cloud, cloud_name, store, timings=timings)
     finally:
         store.close()
+    if as_json:
+        import json
+
+        from ..campaign.planning import plan_json
+
+        click.echo(json.dumps(plan_json(ctx), indent=2))
+        if ctx.plan.refusal is not None:
+            raise SystemExit(1)
+        return
     _show_plan(console, ctx)
     refuse_unless_fits(ctx)
 
@@ -120,7 +133,8 @@ def run_cmd(file: Path, replan: bool) -> None:
             _show_plan(console, ctx)
             refuse_unless_fits(ctx)
             records.save_plan(c.name, cloud_name, fingerprint=c.fingerprint, source=str(c.path),
-                              budget_usd=c.settings.budget_usd, plan=plan_records(ctx))
+                              budget_usd=c.settings.budget_usd, plan=plan_records(ctx),
+                              not_started=ctx.plan.not_started)
         t0 = time.monotonic()
         outcome = Executor(c, cloud, store, records, lambda m: console.print(f"  {m}")).run()
         console.print()
@@ -129,10 +143,15 @@ def run_cmd(file: Path, replan: bool) -> None:
         console.print(f"campaign {c.name}: {status}: {len(outcome.done)}/{len(c.jobs)} done, "
                       f"spent {spent} of {usd(outcome.budget_usd)}, {outcome.left_pods} pod(s) "
                       f"left to sweep, {time.monotonic() - t0:.0f}s")
-        for kind, items in (("failed", outcome.failed), ("stopped", outcome.stopped), ("skipped", outcome.skipped)):
+        for kind, items in (("failed", outcome.failed), ("stopped", outcome.stopped), ("skipped", outcome.skipped),
+                            ("not started", outcome.not_started)):
             for job, why in items.items():
                 console.print(f"  {job}: {kind}: {why}")
         if not outcome.complete:
+            if outcome.not_started and not (outcome.failed or outcome.stopped or outcome.skipped):
+                raise PistachioError(f"campaign {c.name}: {len(outcome.not_started)} job(s) not started, the budget "
+                                     f"cannot pay for them: {', '.join(outcome.not_started)}",
+                                     "raise budget_usd and run again to start them")
             raise PistachioError(f"campaign {c.name} did not finish every job",
                                  f"see `pistachio-infra campaign status {file}`; run again to resume")
     finally:

@@ -60,8 +60,7 @@ def _training_estimate(ctx: RunContext) -> Any:
     try:
         cls = gpu_class(ctx.gpu_classes[0])
         demand = demand_for(ctx.job, ctx.gpu_classes)
-        return estimate(demand, cls.name, cls.price_hint_usd_hr, load_timings("sandbox" if ctx.cloud.sandbox
-                                                                               else "runpod"))
+        return estimate(demand, cls.name, cls.price_hint_usd_hr, load_timings(ctx.cloud.name))
     except PistachioError:
         return None
 

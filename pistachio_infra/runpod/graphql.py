@@ -22,6 +22,8 @@ from . import retry
 from .faults import FIX_AUTH, FIX_TRANSIENT, FIX_VALIDATION, error_for_message, one_line
 from .port import (
     AuthError,
+    CpuFlavor,
+    CpuPodRequest,
     DataCenterStock,
     GpuType,
     InsufficientBalanceError,
@@ -184,6 +186,16 @@ class GraphQLApi:
                 )
             )
         return gpus
+
+    # --- CPU pods: REST v2 only -------------------------------------------------------------------------
+
+    def list_cpu_flavors(self, vcpu_count: int = 2) -> list[CpuFlavor]:
+        raise ValidationError("CPU flavours with prices and stock come from REST v2 (GET /v2/catalog/cpus); GraphQL "
+                              "cpuFlavors has no price or stock", "use the REST v2 adapter (the default)")
+
+    def create_cpu_pod(self, request: CpuPodRequest) -> Pod:
+        raise ValidationError("this tool creates CPU pods through REST v2 only",
+                              "use the REST v2 adapter (the default)")
 
     # --- pods -------------------------------------------------------------------------------------------
 

@@ -67,12 +67,52 @@ class PodRequest(BaseModel):
     args: str | None = None  # the container start command (REST v2 `args`, GraphQL `dockerArgs`); None: the image's
 
 
+class CpuFlavor(BaseModel):
+    """A CPU pod flavour (REST v2 CpuType): vCPUs from vcpu_min to vcpu_max in powers of two, RAM per vCPU, a
+    price per vCPU-hour, and POD stock (for `vcpu_count` vCPUs when asked) overall and per data center."""
+
+    id: str  # e.g. "cpu3c"
+    name: str  # e.g. "Compute-Optimized"
+    group: str = ""  # e.g. "Gen 3"
+    vcpu_min: int
+    vcpu_max: int
+    ram_gb_per_vcpu: float
+    price_per_vcpu_hr: float  # secure, on-demand
+    stock: Stock = Stock.NONE
+    data_centers: list[DataCenterStock] = Field(default_factory=list)
+
+    def price_per_hr(self, vcpu_count: int) -> float:
+        return self.price_per_vcpu_hr * vcpu_count
+
+
+class CpuPodRequest(BaseModel):
+    """A CPU pod (REST v2 CreatePodRequest with `cpu: {id, vcpuCount}`; RAM follows from the flavour). CPU pods
+    take a container disk and/or a network volume, never a persistent pod volume."""
+
+    name: str  # unique per attempt: create is looked up by name after errors
+    flavor_id: str
+    vcpu_count: int = Field(ge=2)  # a power of two within the flavour's range
+    image: str | None = None
+    template_id: str | None = None
+    data_center_ids: list[str] = Field(default_factory=list)
+    network_volume_id: str | None = None
+    volume_mount_path: str = "/workspace"
+    container_disk_gb: int = 20
+    ports: list[str] = Field(default_factory=lambda: ["22/tcp"])
+    env: dict[str, str] = Field(default_factory=dict)
+    start_ssh: bool = True
+    args: str | None = None
+
+
 class Pod(BaseModel):
     id: str
     name: str
     status: PodStatus
-    gpu_type_id: str | None = None
+    gpu_type_id: str | None = None  # None for a CPU pod
     gpu_count: int = 1
+    cpu_flavor_id: str | None = None  # a CPU pod's flavour
+    vcpu_count: int | None = None  # a CPU pod's vCPUs
+    memory_gb: int | None = None  # a CPU pod's RAM
     cost_per_hr: float = 0.0
     data_center_id: str | None = None
     network_volume_id: str | None = None
@@ -162,6 +202,8 @@ class RunPodApi(Protocol):
     def list_gpu_types(self) -> list[GpuType]: ...
 
     def create_pod(self, request: PodRequest) -> Pod: ...
+    def list_cpu_flavors(self, vcpu_count: int = 2) -> list[CpuFlavor]: ...  # stock for pods of that many vCPUs
+    def create_cpu_pod(self, request: CpuPodRequest) -> Pod: ...  # REST v2 only
     def get_pod(self, pod_id: str) -> Pod | None: ...  # None when unknown or terminated
     def list_pods(self) -> list[Pod]: ...
     def find_pod_by_name(self, name: str) -> Pod | None: ...

@@ -16,6 +16,8 @@ from . import retry
 from .faults import FIX_TRANSIENT, error_for_status, one_line, parse_retry_after
 from .port import (
     ConflictError,
+    CpuFlavor,
+    CpuPodRequest,
     DataCenterStock,
     GpuType,
     NetworkVolume,
@@ -149,6 +151,32 @@ class RestV2Api:
                 )
             )
         return gpus
+
+    # --- CPU catalog and CPU pods -----------------------------------------------------------------------
+
+    def list_cpu_flavors(self, vcpu_count: int = 2) -> list[CpuFlavor]:
+        """Every CPU flavour with its price per vCPU-hour, and POD stock for pods of `vcpu_count` vCPUs."""
+        body = self._call("GET", "catalog/cpus",
+                          params={"include": "AVAILABILITY", "product": "POD", "vcpuCount": str(vcpu_count)})
+        out = []
+        for c in body.get("cpus", []):
+            vcpu, price = c.get("vcpu") or {}, c.get("price") or {}
+            out.append(CpuFlavor(
+                id=c["id"], name=c.get("name") or c["id"], group=c.get("group") or "",
+                vcpu_min=int(vcpu.get("min") or 2), vcpu_max=int(vcpu.get("max") or 2),
+                ram_gb_per_vcpu=float(c.get("ramGbPerVcpu") or 0.0),
+                price_per_vcpu_hr=float(price.get("securePerVcpu") or 0.0), stock=_stock(c.get("availability")),
+                data_centers=[DataCenterStock(data_center_id=dc["id"], stock=_stock(dc.get("availability")))
+                              for dc in c.get("dataCenters") or []],
+            ))
+        return out
+
+    def create_cpu_pod(self, request: CpuPodRequest) -> Pod:
+        """POST /v2/pods with `cpu: {id, vcpuCount}`; idempotent by name like `create_pod`."""
+        body = _cpu_create_body(request)
+        return retry.create_idempotently(
+            lambda: _pod(self._send("POST", "pods", json=body)), self.find_pod_by_name, request.name, self._policy
+        )
 
     # --- pods -------------------------------------------------------------------------------------------
 
@@ -330,10 +358,39 @@ def _create_body(r: PodRequest) -> dict[str, Any]:
     return body
 
 
+def _cpu_create_body(r: CpuPodRequest) -> dict[str, Any]:
+    if not r.image and not r.template_id:
+        raise ValidationError("a pod needs an image or a template", "set image= or template_id=")
+    if r.vcpu_count & (r.vcpu_count - 1):
+        raise ValidationError(f"vcpu_count {r.vcpu_count} is not a power of two",
+                              "pick 2, 4, 8, … within the flavour's vCPU range")
+    body: dict[str, Any] = {
+        "name": r.name,
+        "cloud": "SECURE",
+        "cpu": {"id": r.flavor_id, "vcpuCount": r.vcpu_count},
+        "disk": r.container_disk_gb,
+        "ports": list(r.ports),
+        "env": dict(r.env),
+        "startSsh": r.start_ssh,
+    }
+    if r.args:
+        body["args"] = r.args
+    if r.image:
+        body["image"] = r.image
+    if r.template_id:
+        body["templateId"] = r.template_id
+    if r.data_center_ids:
+        body["dataCenterIds"] = list(r.data_center_ids)
+    if r.network_volume_id:
+        body["mounts"] = {"network": [{"volumeId": r.network_volume_id, "path": r.volume_mount_path}]}
+    return body
+
+
 def _pod(d: dict[str, Any]) -> Pod:
     if not isinstance(d, dict) or "id" not in d:
         raise TransientError("RunPod answered a pod without an id", FIX_TRANSIENT)
     gpu = d.get("gpu") or {}
+    cpu = d.get("cpu") or {}
     mounts = d.get("mounts") or {}
     network = mounts.get("network") or []
     direct = (d.get("ssh") or {}).get("direct") or {}
@@ -347,7 +404,10 @@ def _pod(d: dict[str, Any]) -> Pod:
         name=d.get("name") or "",
         status=status,
         gpu_type_id=gpu.get("id"),
-        gpu_count=int(gpu.get("count") or 1),
+        gpu_count=int(gpu.get("count") or 1) if gpu else 0,
+        cpu_flavor_id=cpu.get("id"),
+        vcpu_count=int(cpu["vcpuCount"]) if cpu.get("vcpuCount") else None,
+        memory_gb=int(cpu["memory"]) if cpu.get("memory") else None,
         cost_per_hr=float(d.get("cost") or 0.0),
         data_center_id=d.get("dataCenterId"),
         network_volume_id=network[0].get("volumeId") if network else None,

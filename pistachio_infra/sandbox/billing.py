@@ -110,8 +110,10 @@ def pod_billing_report(
     end: datetime | None = None,
     last_n: int | None = None,
     pod_id: str | None = None,
+    cpu_pods: frozenset[str] = frozenset(),
 ) -> dict:
-    """A ListPodBillingResponse: one record per pod per bucket it was billed in."""
+    """A ListPodBillingResponse: one record per pod per bucket it was billed in; the compute of the pods in
+    `cpu_pods` counts as cpuAmount, every other pod's as gpuAmount."""
     window_start, window_end = resolve_window(now, bucket, start, end, last_n)
     per: dict[tuple[datetime, str], float] = defaultdict(float)
     for pid, s, e, rate in intervals:
@@ -134,8 +136,8 @@ def pod_billing_report(
                 "endTime": iso(next_bucket(b, bucket)),
                 "podId": pid,
                 "totalAmount": usd,
-                "gpuAmount": usd,
-                "cpuAmount": 0.0,
+                "gpuAmount": 0.0 if pid in cpu_pods else usd,
+                "cpuAmount": usd if pid in cpu_pods else 0.0,
                 "diskAmount": 0.0,
             }
         )
@@ -147,6 +149,7 @@ def pod_billing_report(
                       "podId": pod_id},
             "recordCount": len(records),
             "uniquePodCount": len({r["podId"] for r in records}),
-            "totals": {"totalAmount": total, "gpuAmount": total, "cpuAmount": 0.0, "diskAmount": 0.0},
+            "totals": {"totalAmount": total, "gpuAmount": sum(r["gpuAmount"] for r in records),
+                       "cpuAmount": sum(r["cpuAmount"] for r in records), "diskAmount": 0.0},
         },
     }

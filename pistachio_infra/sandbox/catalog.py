@@ -46,9 +46,27 @@ class GpuOffer:
 
 
 @dataclass(frozen=True)
+class CpuFlavor:
+    """A CPU pod flavour (REST v2 CpuType): vCPUs from `vcpu_min` to `vcpu_max` (powers of two), RAM per vCPU,
+    a seed price per vCPU-hour, and free vCPUs per data center (SECURE cloud only)."""
+
+    id: str
+    name: str
+    group: str
+    vcpu_min: int
+    vcpu_max: int
+    ram_gb_per_vcpu: float
+    secure_per_vcpu: float
+    serverless_per_vcpu: float
+    disk_limit_per_vcpu: int = 10
+    stock: dict[str, int] = field(default_factory=dict)  # data center -> free vCPUs in the seed (before use)
+
+
+@dataclass(frozen=True)
 class Catalog:
     datacenters: dict[str, DataCenter]
     gpus: dict[str, GpuOffer]
+    cpus: dict[str, CpuFlavor] = field(default_factory=dict)
 
 
 def availability_level(free: int) -> str:
@@ -95,4 +113,10 @@ def load_catalog(path: Path = CATALOG_PATH) -> Catalog:
         if unknown:
             raise ValueError(f"{path}: GPU {g['id']!r} has stock in unknown data centers {sorted(unknown)}")
         gpus[g["id"]] = GpuOffer(**g)
-    return Catalog(datacenters=dcs, gpus=gpus)
+    cpus = {}
+    for c in raw.get("cpus", []):
+        unknown = set(c.get("stock", {})) - set(dcs)
+        if unknown:
+            raise ValueError(f"{path}: CPU flavour {c['id']!r} has stock in unknown data centers {sorted(unknown)}")
+        cpus[c["id"]] = CpuFlavor(**c)
+    return Catalog(datacenters=dcs, gpus=gpus, cpus=cpus)

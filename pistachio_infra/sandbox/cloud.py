@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from .billing import billed_by_pod
-from .catalog import GpuOffer, cuda_key, load_catalog
+from .catalog import CpuFlavor, GpuOffer, cuda_key, load_catalog
 from .faults import Fault, FaultBook
 from .ratelimit import RateLimiter
 from .scenario import Scenario, write_standin_knobs
@@ -40,7 +40,7 @@ PUBLIC_IP = "127.0.0.1"
 #: How long a booting pod's sshd may take to answer: generous, since a loaded machine (CI, parallel tests) is slow
 #: and a pod that fails here ends as ERROR, which clients treat as a dead pod and replace.
 SSHD_START_TIMEOUT_S = 60.0
-PORT_ATTEMPTS = 3
+START_ATTEMPTS = 3
 
 _ALNUM = string.ascii_lowercase + string.digits
 
@@ -162,6 +162,8 @@ class CreateRequest:
     min_memory_gb: int = 1
     global_networking: bool = False
     volume_mount_path: str | None = None
+    cpu_id: str | None = None  # a CPU pod (REST v2 `cpu: {id, vcpuCount}`): gpu_id is "" then
+    vcpu_count: int = 0
 
 
 ACTIONS = {
@@ -369,6 +371,8 @@ class SandboxCloud:
         spec = self._merge_template(spec)
         if not spec.image:
             raise ApiError(400, "image is required unless templateId is set")
+        if spec.cpu_id is not None:
+            return self._create_cpu_pod(spec, api)
         gpu = self.catalog.gpus.get(spec.gpu_id)
         if gpu is None:
             raise ApiError(400, f"GPU type {spec.gpu_id!r} does not exist; see GET /v2/catalog/gpus",
@@ -445,6 +449,81 @@ class SandboxCloud:
         log.info("pod %s (%s) created in %s on %s x%d", pod.id, pod.name, dc_id, gpu.id, spec.gpu_count)
         return pod, answer_500
 
+    def _cpu_usage(self) -> dict[tuple[str, str], int]:
+        """(flavour, data center) -> vCPUs that active CPU pods hold."""
+        used: dict[tuple[str, str], int] = defaultdict(int)
+        for pod in self.store.pods():
+            if pod.status in ACTIVE and pod.cpu_id:
+                used[(pod.cpu_id, pod.data_center_id)] += pod.vcpu_count
+        return used
+
+    def free_vcpus(self, flavor: CpuFlavor) -> dict[str, int]:
+        """Data center -> vCPUs of this flavour free now."""
+        used = self._cpu_usage()
+        return {dc: seed - used.get((flavor.id, dc), 0) for dc, seed in flavor.stock.items()}
+
+    def _create_cpu_pod(self, spec: CreateRequest, api: str) -> tuple[PodRecord, bool]:
+        """A CPU pod: a flavour and a vCPU count (a power of two in the flavour's range), placed where that many
+        vCPUs are free, billed per second at the flavour's price per vCPU-hour × vCPUs. REST v2 CreatePodRequest:
+        memory comes from the flavour, `mounts.persistent` is invalid, network volumes are allowed."""
+        flavor = self.catalog.cpus.get(spec.cpu_id or "")
+        if flavor is None:
+            raise ApiError(400, f"CPU flavor {spec.cpu_id!r} does not exist; see GET /v2/catalog/cpus",
+                           graphql_message=f"Invalid CPU flavor: {spec.cpu_id}")
+        n = spec.vcpu_count
+        if n < max(2, flavor.vcpu_min) or n > flavor.vcpu_max or n & (n - 1):
+            raise ApiError(400, f"cpu.vcpuCount must be a power of two from {max(2, flavor.vcpu_min)} to "
+                                f"{flavor.vcpu_max} for {flavor.id}")
+        mounts = dict(spec.mounts or {})
+        if mounts.get("persistent"):
+            raise ApiError(400, "mounts.persistent is invalid for CPU pods: use the container disk or a network volume")
+        if spec.cloud not in (None, "SECURE"):
+            raise ApiError(400, "CPU pods run in SECURE cloud only")
+        dcs = self.catalog.datacenters
+        unknown = [d for d in spec.data_center_ids if d not in dcs]
+        if unknown:
+            raise ApiError(400, f"unknown data center {unknown[0]!r}; see GET /v2/catalog/datacenters")
+        candidates = list(spec.data_center_ids)
+        if mounts.get("network"):
+            volume_id = mounts["network"][0]["volumeId"]
+            volume = self.store.get_volume(volume_id)
+            if volume is None:
+                raise ApiError(400, f"network volume {volume_id} does not exist")
+            if candidates and volume.data_center_id not in candidates:
+                raise ApiError(400, f"network volume {volume.id} is in {volume.data_center_id}; a pod that mounts "
+                                    f"it must be placed in that data center (requested {', '.join(candidates)})")
+            candidates = [volume.data_center_id]
+        free = self.free_vcpus(flavor)
+        if not candidates:
+            candidates = sorted(free, key=lambda d: (-free[d], d))
+        dc_id = next((d for d in candidates if free.get(d, 0) >= n), None)
+        if dc_id is None:
+            raise ApiError(400, NO_CAPACITY)
+        rate = round(flavor.secure_per_vcpu * n, 4)
+        self._check_balance(rate)
+        env = dict(spec.env or {})
+        keys = self.ssh_keys()
+        public_key = env.get("PUBLIC_KEY") or ("\n".join(keys) if spec.start_ssh and keys else "")
+        now = time.time()
+        pod_id = new_id(14)
+        pod = PodRecord(
+            id=pod_id, name=spec.name, api_key=new_api_key(), machine_id=new_id(12),
+            pod_host_id=f"{pod_id}-{secrets.token_hex(4)}", status="PROVISIONING", image=spec.image or "",
+            gpu_id="", gpu_count=0, cloud="SECURE", data_center_id=dc_id, cost_per_hr=rate, created_at=now,
+            status_since=now, args=spec.args or "", disk=spec.disk or 20, ports=list(spec.ports or []), env=env,
+            registry=spec.registry, mounts=mounts, start_ssh=bool(spec.start_ssh), public_key=public_key,
+            template_id=spec.template_id, min_vcpu=n, min_memory_gb=int(n * flavor.ram_gb_per_vcpu),
+            provision_until=now + self.scenario.timing.provision_s,
+            last_status_change=f"Rented by User: {time.strftime('%a %b %d %Y %H:%M:%S GMT+0000', time.gmtime(now))}",
+            cpu_id=flavor.id, vcpu_count=n, memory_gb=n * flavor.ram_gb_per_vcpu,
+        )
+        self._bind_pod_faults(pod)
+        self.store.save_pod(pod)
+        self.store.open_interval(pod.id, now, rate)
+        answer_500 = self.created_500("pod", api)
+        log.info("CPU pod %s (%s) created in %s on %s x%d vCPU", pod.id, pod.name, dc_id, flavor.id, n)
+        return pod, answer_500
+
     def created_500(self, resource: str, api: str) -> bool:
         """Whether a create_500_after_create fault fires for this create: the caller answers 500 after creating."""
         fault = self.faults.take("create_500_after_create",
@@ -500,7 +579,7 @@ class SandboxCloud:
             RUNPOD_DC_ID=pod.data_center_id,
             RUNPOD_POD_HOSTNAME=pod.pod_host_id,
             RUNPOD_GPU_COUNT=str(pod.gpu_count),
-            RUNPOD_CPU_COUNT=str(max(pod.min_vcpu, 4 * pod.gpu_count)),
+            RUNPOD_CPU_COUNT=str(pod.vcpu_count if pod.cpu_id else max(pod.min_vcpu, 4 * pod.gpu_count)),
             PISTACHIO_WORKSPACE=str(self.workspace(pod)),
             PISTACHIO_STANDIN_SCENARIO=str(self.standin_path),
         )
@@ -555,6 +634,15 @@ class SandboxCloud:
         return self.store.get_pod(pod_id) or pod
 
     def _resume(self, pod: PodRecord) -> None:
+        if pod.cpu_id:
+            flavor = self.catalog.cpus[pod.cpu_id]
+            if self.free_vcpus(flavor).get(pod.data_center_id, 0) < pod.vcpu_count:
+                raise ApiError(400, NO_GPU_ON_HOST)
+            self._check_balance(pod.cost_per_hr)
+            pod.provision_until = time.time() + self.scenario.timing.provision_s / 2
+            pod.dropped = False
+            self._set_status(pod, "PROVISIONING", "Resumed by User")
+            return
         gpu = self.catalog.gpus[pod.gpu_id]
         seed = self.seed_stock(gpu, pod.data_center_id, pod.cloud) or 0
         free = seed - self._usage(pod.cloud).get((pod.gpu_id, pod.data_center_id), 0)
@@ -674,7 +762,7 @@ class SandboxCloud:
             workspace = self.workspace(pod)
             workspace.mkdir(parents=True, exist_ok=True)
             try:
-                for attempt in range(PORT_ATTEMPTS):
+                for attempt in range(START_ATTEMPTS):
                     try:
                         await asyncio.to_thread(
                             self.host.start, pod.id, ssh_port=pod.ssh_port, public_key=pod.public_key,
@@ -683,12 +771,16 @@ class SandboxCloud:
                         )
                         break
                     except Exception as exc:  # PodStartError; this module does not import the host
-                        # another process took the port between free_port() and sshd's bind: take another one
-                        if "Address already in use" not in str(exc) or attempt == PORT_ATTEMPTS - 1:
-                            raise
-                        log.warning("pod %s: port %s was taken before sshd bound it; retrying", pod_id, pod.ssh_port)
-                        pod.ssh_port = free_port()
-                        self.store.save_pod(pod)
+                        # RunPod restarts a container that fails to start; here the usual causes are another
+                        # process taking the port between free_port() and sshd's bind ("Address already in use")
+                        # and a rare `unshare` failure on a loaded machine: start again, on a fresh port
+                        current = self.store.get_pod(pod_id)
+                        if attempt == START_ATTEMPTS - 1 or current is None or current.status != "STARTING":
+                            raise  # out of attempts, or terminated meanwhile: never bring a pod back
+                        log.warning("pod %s failed to start (%s); starting it again", pod_id, exc)
+                        current.ssh_port = free_port()
+                        self.store.save_pod(current)
+                        pod = current
             except Exception as exc:
                 log.exception("PodHost.start(%s) failed", pod_id)
                 pod = self.store.get_pod(pod_id)

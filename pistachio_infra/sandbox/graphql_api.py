@@ -93,7 +93,7 @@ def pod_gql(cloud: SandboxCloud, pod: PodRecord) -> dict[str, Any]:
                      for i in range(pod.gpu_count)],
             "container": {"cpuPercent": 0, "memoryPercent": 0},
         }
-    gpu = cloud.catalog.gpus[pod.gpu_id]
+    gpu = cloud.catalog.gpus.get(pod.gpu_id)  # None for a CPU pod
     dc = cloud.catalog.datacenters[pod.data_center_id]
     volume = cloud.store.get_volume(pod.volume_id) if pod.volume_id else None
     desired = "RUNNING" if pod.status in ACTIVE else "TERMINATED" if pod.status == "TERMINATED" else "EXITED"
@@ -105,8 +105,8 @@ def pod_gql(cloud: SandboxCloud, pod: PodRecord) -> dict[str, Any]:
         "dockerArgs": pod.args,
         "dockerId": None,
         "gpuCount": pod.gpu_count,
-        "vcpuCount": float(max(pod.min_vcpu, 4 * pod.gpu_count)),
-        "memoryInGb": float(max(pod.min_memory_gb, 31 * pod.gpu_count)),
+        "vcpuCount": float(pod.vcpu_count if pod.cpu_id else max(pod.min_vcpu, 4 * pod.gpu_count)),
+        "memoryInGb": float(pod.memory_gb if pod.cpu_id else max(pod.min_memory_gb, 31 * pod.gpu_count)),
         "containerDiskInGb": pod.disk,
         "volumeInGb": float(pod.volume_gb),
         "volumeMountPath": pod.mount_path,
@@ -128,8 +128,8 @@ def pod_gql(cloud: SandboxCloud, pod: PodRecord) -> dict[str, Any]:
         "volumeEncrypted": False,
         "machine": {
             "podHostId": pod.pod_host_id,
-            "gpuDisplayName": gpu.name,
-            "gpuTypeId": gpu.id,
+            "gpuDisplayName": gpu.name if gpu else None,
+            "gpuTypeId": gpu.id if gpu else None,
             "location": dc.country,
             "dataCenterId": dc.id,
             "secureCloud": pod.cloud == "SECURE",
@@ -361,7 +361,12 @@ def q_pod_template(ctx: Ctx, id: str) -> dict[str, Any] | None:
 
 
 def q_cpu_flavors(ctx: Ctx, input: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    return []  # the sandbox offers no CPU pods
+    """The catalog's CPU flavours (the same ones REST v2 `GET /v2/catalog/cpus` lists); `id` filters to one."""
+    wanted = (input or {}).get("id")
+    return [{"id": f.id, "groupId": f.id, "groupName": f.group, "displayName": f.name, "minVcpu": float(f.vcpu_min),
+             "maxVcpu": f.vcpu_max, "vcpuBurstable": False, "ramMultiplier": f.ram_gb_per_vcpu,
+             "diskLimitPerVcpu": f.disk_limit_per_vcpu}
+            for f in ctx.cloud.catalog.cpus.values() if wanted in (None, f.id)]
 
 
 def q_datacenters(ctx: Ctx) -> list[dict[str, Any]]:

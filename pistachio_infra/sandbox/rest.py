@@ -87,6 +87,10 @@ def pod_json(cloud: SandboxCloud, pod: PodRecord) -> dict[str, Any]:
                       "command": f"ssh {user}@{PUBLIC_IP} -p {pod.ssh_port}"}
     proxy = {"host": "ssh.runpod.io", "port": 22, "username": pod.pod_host_id,
              "command": f"ssh {pod.pod_host_id}@ssh.runpod.io"}
+    # a CPU pod carries `cpu` (flavour, vCPUs, memory) and no `gpu`; a GPU pod the reverse (REST v2 Pod)
+    compute: dict[str, Any] = (
+        {"cpu": {"id": pod.cpu_id, "vcpuCount": pod.vcpu_count, "memory": max(1, round(pod.memory_gb))}}
+        if pod.cpu_id else {"gpu": {"id": pod.gpu_id, "count": pod.gpu_count}})
     return {
         "id": pod.id,
         "name": pod.name,
@@ -99,10 +103,10 @@ def pod_json(cloud: SandboxCloud, pod: PodRecord) -> dict[str, Any]:
         "ports": list(pod.ports),
         "env": dict(pod.env),
         "registry": pod.registry,
-        "gpu": {"id": pod.gpu_id, "count": pod.gpu_count},
+        **compute,
         "cloud": pod.cloud,
         "dataCenterId": pod.data_center_id,
-        "cudaVersion": cloud.catalog.datacenters[pod.data_center_id].cuda,
+        "cudaVersion": None if pod.cpu_id else cloud.catalog.datacenters[pod.data_center_id].cuda,
         "ssh": {"proxy": proxy, "direct": direct},
         "template": None,
         "cost": pod.cost_per_hr if pod.status in ACTIVE else 0.0,
@@ -172,6 +176,29 @@ def check_list_params(request: Request, *names: str) -> None:
         raw = request.query_params.get(name)
         if raw and any(not v.strip() for v in raw.split(",")):
             raise ApiError(422, f"{name}: empty entry in {raw!r}")
+
+
+def cpu_json(cloud: SandboxCloud, flavor: Any, request: Request) -> dict[str, Any]:
+    """REST v2 CpuType; with include=AVAILABILITY, the level per data center for `vcpuCount` (default the
+    flavour's minimum) free vCPUs (the POD product; serverless CPU workers are not served, so NONE there)."""
+    out: dict[str, Any] = {
+        "id": flavor.id, "name": flavor.name, "group": flavor.group,
+        "vcpu": {"min": flavor.vcpu_min, "max": flavor.vcpu_max}, "ramGbPerVcpu": flavor.ram_gb_per_vcpu,
+        "price": {"securePerVcpu": flavor.secure_per_vcpu, "serverlessPerVcpu": flavor.serverless_per_vcpu},
+    }
+    if "AVAILABILITY" in csv_param(request, "include"):
+        pods = "POD" in csv_param(request, "product")
+        want = int(request.query_params.get("vcpuCount") or max(2, flavor.vcpu_min))
+        free = cloud.free_vcpus(flavor)
+        # a level per data center as for GPUs, counting pods of `want` vCPUs that still fit
+        levels = {dc: availability_level(n // want) if pods and n >= want else "NONE" for dc, n in free.items()}
+        order = ["NONE", "LOW", "MEDIUM", "HIGH"]
+        out["availability"] = max(levels.values(), key=order.index, default="NONE")
+        if out["availability"] != "NONE":
+            dcs = cloud.catalog.datacenters
+            out["dataCenters"] = [{"id": dc, "name": dcs[dc].name, "availability": level}
+                                  for dc, level in levels.items()]
+    return out
 
 
 def gpu_json(cloud: SandboxCloud, gpu_id: str, request: Request, free: dict[str, dict[str, int]]) -> dict[str, Any]:
@@ -326,6 +353,8 @@ class RestApi:
             ("DELETE", "/v2/templates/{id}", self.delete_template),
             ("GET", "/v2/catalog/gpus", self.list_gpus),
             ("GET", "/v2/catalog/gpus/{id:path}", self.get_gpu),
+            ("GET", "/v2/catalog/cpus", self.list_cpus),
+            ("GET", "/v2/catalog/cpus/{id}", self.get_cpu),
             ("GET", "/v2/catalog/datacenters", self.list_datacenters),
             ("GET", "/v2/catalog/datacenters/{id}", self.get_datacenter),
             ("GET", "/v2/account/ssh-keys", self.get_ssh_keys),
@@ -354,11 +383,12 @@ class RestApi:
         gpu, cpu = body.get("gpu"), body.get("cpu")
         if bool(gpu) == bool(cpu):
             raise ApiError(400, "set exactly one of gpu or cpu")
-        if cpu:
-            raise ApiError(400, "CPU pods are not offered by this sandbox; request a gpu")
+        gpu = gpu or {}
         spec = CreateRequest(
             name=body["name"],
-            gpu_id=gpu["id"],
+            gpu_id=gpu.get("id", ""),
+            cpu_id=cpu["id"] if cpu else None,
+            vcpu_count=int(cpu["vcpuCount"]) if cpu else 0,
             image=body.get("image"),
             gpu_count=gpu.get("count", 1),
             cloud=body.get("cloud", "SECURE"),
@@ -493,6 +523,37 @@ class RestApi:
         return 200, gpu_json(self.cloud, gpu_id, request,
                              self.cloud.free_gpus(request.query_params.get("cloud", "SECURE")))
 
+    def _check_cpu_params(self, request: Request) -> None:
+        check_list_params(request, "include", "product")
+        include, product = csv_param(request, "include"), csv_param(request, "product")
+        bad = [i for i in include if i != "AVAILABILITY"]
+        if bad:
+            raise ApiError(422, f"include: unsupported value {bad[0]!r}; supported: AVAILABILITY")
+        if include and not product:
+            raise ApiError(400, "include=AVAILABILITY requires product (POD or SERVERLESS)")
+        if product and not include:
+            raise ApiError(400, "product is only valid with include=AVAILABILITY")
+        bad = [p for p in product if p not in ("POD", "SERVERLESS")]
+        if bad:
+            raise ApiError(422, f"product: unsupported value {bad[0]!r}; supported for CPUs: POD, SERVERLESS")
+        count = request.query_params.get("vcpuCount")
+        if count is not None:
+            if not include:
+                raise ApiError(400, "vcpuCount is only valid with include=AVAILABILITY")
+            if not count.isdigit() or int(count) < 2 or int(count) & (int(count) - 1):
+                raise ApiError(422, "vcpuCount must be a power of two ≥ 2")
+
+    async def list_cpus(self, request, principal, body):
+        self._check_cpu_params(request)
+        return 200, {"cpus": [cpu_json(self.cloud, f, request) for f in self.cloud.catalog.cpus.values()]}
+
+    async def get_cpu(self, request, principal, body):
+        self._check_cpu_params(request)
+        flavor = self.cloud.catalog.cpus.get(request.path_params["id"])
+        if flavor is None:
+            raise ApiError(404, f"CPU type {request.path_params['id']!r} not found")
+        return 200, cpu_json(self.cloud, flavor, request)
+
     def _datacenters(self, request: Request) -> tuple[list[str], list[str]]:
         check_list_params(request, "include", "regions", "networkVolumeTypes", "compliance")
         include = csv_param(request, "include")
@@ -572,6 +633,7 @@ class RestApi:
             report = pod_billing_report(
                 self.cloud.store.intervals(), time.time(), bucket=bucket, start=when("startTime"),
                 end=when("endTime"), last_n=int(last_n) if last_n else None, pod_id=q.get("podId"),
+                cpu_pods=frozenset(p.id for p in self.cloud.store.pods(include_terminated=True) if p.cpu_id),
             )
         except WindowError as exc:
             raise ApiError(400, str(exc)) from None

@@ -69,6 +69,9 @@ class PodRecord:
     dropped: bool = False
     terminated_at: float | None = None
     volume_mount_path: str | None = None  # GraphQL volumeMountPath as sent, echoed even without a volume
+    cpu_id: str | None = None  # a CPU pod's flavour (gpu_id "" and gpu_count 0 then)
+    vcpu_count: int = 0  # a CPU pod's vCPUs
+    memory_gb: float = 0.0  # a CPU pod's RAM: vcpu_count × the flavour's RAM per vCPU
 
     @property
     def volume_id(self) -> str | None:

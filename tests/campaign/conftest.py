@@ -47,7 +47,7 @@ def write_campaign(root: Path, *, jobs: int = 4, budget: float = 5.0, images: in
     return path
 
 
-def cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def cli(*args: str, timeout: float = 900, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([CLI, "--sandbox", *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "COLUMNS": "160", **(env or {})})
 

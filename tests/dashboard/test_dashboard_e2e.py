@@ -84,7 +84,8 @@ def test_dashboard_follows_the_demo_and_exports_the_same_pages(sandbox_factory, 
     # the Now page notices the end on its own, and links to the job
     wait_js(browser, "!document.querySelector('.running-job') && document.querySelector('.job-row')", 60,
             "the Now page to show the run as finished")
-    browser.find_element("css selector", f".job-row[data-job-id='{job_id}'] a").click()
+    # clicked in the page itself: the Now page re-renders as it polls, so a found element can go stale before a click
+    browser.execute_script(f"document.querySelector(\".job-row[data-job-id='{job_id}'] a\").click()")
     wait_js(browser, "document.querySelector('.chosen-marker')", 60, "the chosen checkpoint on the loss curve")
     _assert_chosen_marked(browser, chosen)
     server_text = _live_text(browser)

@@ -49,8 +49,9 @@ def test_sigkill_at_each_stage_then_rerun_completes(sandbox_factory, tmp_path, s
     assert "resuming run" in done.stdout
     assert len({j for j in [state.job_id()]}) == 1 and state.job_id() == 1  # one run, resumed each time
     assert len(state.events("train_launch")) == 1  # DiffusionPipe started exactly once
-    if "train" in CHAINS[chain]:
-        assert state.events("train_reattach"), "the rerun re-attached to the running training"
+    # Whether the rerun after the kill in `train` finds the training still running (re-attach) or already ended
+    # depends on the machine's speed; re-attaching is held deterministically by test_train_e2e's
+    # test_a_client_killed_right_after_the_launch_reattaches… — here the invariant is the single launch above.
     assert len(list((tmp_path / "proj" / "ComfyUI" / "models" / "loras").glob("*.safetensors"))) == 1
     assert list((tmp_path / "proj" / "runs" / "pip").glob("*/report.md"))
     one_pod_at_a_time(admin)

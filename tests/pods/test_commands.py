@@ -130,11 +130,11 @@ def test_signal_during_up_still_terminates_the_pod(sandbox, sandbox_admin, signa
     sandbox_admin.inject("slow_provisioning", count=1, delay=3.0)  # keeps `up` busy with a pod that exists
     proc = subprocess.Popen([CLI, "up", "--gpu", "a6000", "--no-models"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=os.environ)  # fmt: skip
-    wait_until(lambda: sandbox_admin.pods(), 30, "up to create its pod")
+    wait_until(lambda: sandbox_admin.pods(), 180, "up to create its pod")
     for sig in signals:
         proc.send_signal(sig)
         time.sleep(0.1)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=300)
     assert proc.returncode != 0
     assert live_pods(sandbox_admin) == [], out + err
     with closing(Store()) as store:

@@ -50,9 +50,10 @@ def gone(admin, pod_id: str) -> bool:
 
 
 def test_max_runtime_terminates_the_pod_even_with_the_client_attached(sandbox, sandbox_admin, volume):
-    policy = WatchdogPolicy(max_runtime_s=6, idle_s=60, heartbeat_s=0.5, poll_s=0.5)
+    # max runtime counts from the pod's creation: long enough that a loaded machine finishes the session's set-up
+    policy = WatchdogPolicy(max_runtime_s=30, idle_s=120, heartbeat_s=0.5, poll_s=0.5)
     with closing(Store()) as store, pod_session(spec(volume), policy=policy, models=None, store=store) as s:
-        wait_until(lambda: gone(sandbox_admin, s.pod.id), 30, "the watchdog to terminate the pod")
+        wait_until(lambda: gone(sandbox_admin, s.pod.id), 180, "the watchdog to terminate the pod")
         assert s.deadline_epoch <= time.time() + 1
     assert "terminating: max runtime reached" in watchdog_log(sandbox, volume)
     assert live_pods(sandbox_admin) == []

@@ -35,7 +35,8 @@ class Pod:
 
     def start(self) -> None:
         self.host.start(self.pod_id, ssh_port=self.port, public_key=self.public_key, workspace=self.workspace_dir,
-                        env={"RUNPOD_POD_ID": self.pod_id, "RUNPOD_TCP_PORT_22": str(self.port)})  # fmt: skip
+                        env={"RUNPOD_POD_ID": self.pod_id, "RUNPOD_TCP_PORT_22": str(self.port)},
+                        timeout=120)  # fmt: skip  (returns once sshd answers; a loaded machine may take a while)
 
     def start_later(self, delay: float) -> threading.Timer:
         timer = threading.Timer(delay, self.start)

@@ -210,7 +210,7 @@ def test_port_in_use_fails_start(pod_image, pod_key, tmp_path):
         # the sandbox's pod boot retries on another port when it sees sshd's own words (sandbox/cloud.py _boot)
         with pytest.raises(PodStartError, match=r"Address already in use"):
             host.start("podbusy", ssh_port=busy.getsockname()[1], public_key=pod_key.with_suffix(".pub").read_text(),
-                       env={}, workspace=tmp_path / "ws", timeout=3)
+                       env={}, workspace=tmp_path / "ws", timeout=120)  # returns when sshd exits
     assert host.processes("podbusy") == []
 
 
