@@ -24,6 +24,7 @@ Knobs (default in brackets; "-" means the built-in value of the code that uses i
                                         pod lifecycle timings and attempts [-] (see pods/lifecycle.PodTimings)
     PISTACHIO_TRAIN_POLL_S [1], PISTACHIO_TRAIN_SYNC_S [30], PISTACHIO_RECONNECT_S [300]   following a training run
     PISTACHIO_CAMPAIGN_POLL_S [2], PISTACHIO_CAMPAIGN_STOP_GRACE_S [120]                    the campaign executor
+    PISTACHIO_DETACH_GRACE_S [3]        after a Ctrl-C of a supervised run: a second one within this stops it
     PISTACHIO_PAUSE_AT                  "point[:seconds]" or "point:@file": hold a run there (debugging, tests) [""]
     PISTACHIO_COMFY_DB_URL              the ComfyUI-Manager database [-]; PISTACHIO_COMFY_DB=offline: never download
     PISTACHIO_PULUMI_ROOT               the Pulumi CLI to use [on PATH, else the build cache]
@@ -59,7 +60,7 @@ NAMES: tuple[str, ...] = (
     *(f"PISTACHIO_WATCHDOG_{k}_S" for k in WATCHDOG_KNOBS),
     *(f"PISTACHIO_POD_{k}" for k in POD_KNOBS),
     "PISTACHIO_TRAIN_POLL_S", "PISTACHIO_TRAIN_SYNC_S", "PISTACHIO_RECONNECT_S",
-    "PISTACHIO_CAMPAIGN_POLL_S", "PISTACHIO_CAMPAIGN_STOP_GRACE_S",
+    "PISTACHIO_CAMPAIGN_POLL_S", "PISTACHIO_CAMPAIGN_STOP_GRACE_S", "PISTACHIO_DETACH_GRACE_S",
     "PISTACHIO_PAUSE_AT", "PISTACHIO_COMFY_DB_URL", "PISTACHIO_COMFY_DB",
     "PISTACHIO_PULUMI_ROOT", "PISTACHIO_PULUMI_CACHE", "XDG_CACHE_HOME",
     "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE",
@@ -105,6 +106,7 @@ class Settings:
     reconnect_s: float = 300.0
     campaign_poll_s: float = 2.0
     campaign_stop_grace_s: float = 120.0
+    detach_grace_s: float = 3.0
     pause_at: str = ""
     comfy_db_url: str | None = None
     comfy_db_offline: bool = False
@@ -186,6 +188,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         reconnect_s=r.seconds("PISTACHIO_RECONNECT_S", Settings.reconnect_s),
         campaign_poll_s=r.seconds("PISTACHIO_CAMPAIGN_POLL_S", Settings.campaign_poll_s),
         campaign_stop_grace_s=r.seconds("PISTACHIO_CAMPAIGN_STOP_GRACE_S", Settings.campaign_stop_grace_s),
+        detach_grace_s=r.seconds("PISTACHIO_DETACH_GRACE_S", Settings.detach_grace_s),
         pause_at=env.get("PISTACHIO_PAUSE_AT", ""),
         comfy_db_url=r.text("PISTACHIO_COMFY_DB_URL"),
         comfy_db_offline=env.get("PISTACHIO_COMFY_DB", "").lower() == "offline",

@@ -609,12 +609,15 @@ def down(pod: str | None, everything: bool) -> None:
 @click.option("-y", "--yes", is_flag=True, help="Terminate without asking (for scripts).")
 def reap(yes: bool) -> None:
     """Find our pods (by name prefix) that no live job is using, and terminate them after confirmation."""
+    from ..pipeline.detach import supervised
     from ..pipeline.driver import client_running
     from ..pods import PodLifecycle, find_orphans
 
     cloud, api, store = _open()
     console = _console()
-    orphans = find_orphans(api, store, client_alive=lambda j: client_running(j["name"], j.get("project") or ""))
+    # a job is live while its client runs, or its pod's supervisor does (it ends the pod itself; `down` stops it)
+    orphans = find_orphans(api, store, client_alive=lambda j: client_running(j["name"], j.get("project") or "")
+                           or supervised(store, j["id"]))
     if not orphans:
         console.print("nothing to reap: every pistachio pod at RunPod belongs to a live job or `up` session")
         store.close()

@@ -23,6 +23,10 @@ import click
 @click.option("--allow-drift", is_flag=True,
               help="Train even when the pod cannot be made exactly as the project's pistachio.lock (noted in the "
                    "report).")
+@click.option("--detach", is_flag=True,
+              help="Return once the pod's supervisor runs the training (needs project.hf_namespace): the pod "
+                   "finishes, publishes and shuts down on its own; `train JOB` again follows it, `pull JOB` "
+                   "installs the result.")
 @click.option("--no-verify", "no_verify", is_flag=True,
               help="Skip the samples (with and without the LoRA, through a ready ComfyUI) after install.")
 @click.option("--verify-on-pod", is_flag=True,
@@ -30,15 +34,19 @@ import click
                    "its rent and a ~21 GB download of Wan 2.1 files, both shown before renting.")
 @click.option("-y", "--yes", is_flag=True, help="Rent without asking (the plan and estimate are still printed).")
 def train(job: str, project_path: Path | None, restart: bool, recaption: bool, gpu: str | None, max_hours: float,
-          volume: bool | None, allow_drift: bool, no_verify: bool, verify_on_pod: bool, yes: bool) -> None:
+          volume: bool | None, allow_drift: bool, detach: bool, no_verify: bool, verify_on_pod: bool,
+          yes: bool) -> None:
     """Train JOB (a job in pistachio.toml, a job TOML or a dataset folder) and install its LoRA.
 
     \b
     preflight → provision → bootstrap → upload → caption → split → render → train → select → harvest → install
     → verify (samples with and without the LoRA, through a ready ComfyUI; --no-verify skips)
-    Rerun the same command after an interruption to continue where it stopped.
+    Rerun the same command after an interruption to continue where it stopped. With project.hf_namespace set,
+    everything after the upload runs on the pod under its supervisor: Ctrl-C (or --detach) leaves it to the pod,
+    a rerun re-attaches or installs the published result; a second Ctrl-C (or `down`) stops it.
     """
     from ..config.project import find_project, locate_project_file, resolve_job
+    from ..pipeline.detach import Detached
     from ..pipeline.driver import TrainRequest, run_training
 
     project = find_project(project_path)
@@ -52,11 +60,17 @@ def train(job: str, project_path: Path | None, restart: bool, recaption: bool, g
     classes = tuple(c.strip() for c in gpu.split(",") if c.strip()) if gpu else ()
     request = TrainRequest(job=spec, project=project, base_dir=base, restart=restart,
                            recaption=recaption or spec.recaption, gpu=classes, max_hours=max_hours, volume=volume,
-                           allow_drift=allow_drift, verify=not no_verify,
+                           allow_drift=allow_drift, detach=detach, verify=not no_verify,
                            verify_on_pod=verify_on_pod)
     console = _console()
     request.confirm = confirm_with(console, spec, max_hours, yes=yes, command=f"train {job}")
-    result = run_training(request, console)
+    try:
+        result = run_training(request, console)
+    except Detached as left:
+        console.print()
+        for line in left.lines():
+            console.print(line, highlight=False, soft_wrap=True)
+        return
     show_result(console, result)
 
 

@@ -13,7 +13,6 @@ The captions are downloaded to runs/<job>/<timestamp>/captions/ for review, and 
 
 from __future__ import annotations
 
-import re
 import shlex
 from pathlib import Path, PurePosixPath
 
@@ -22,42 +21,24 @@ from ..dataset.scan import MIN_IMAGES
 from ..errors import PistachioError
 from ..pods.bootstrap import joycaption_python
 from ..pods.scripts import write_text_command
+from .captioncheck import (
+    TooManyFailed,
+    captioner_problems,
+    failed_captions,
+    listed,
+    to_drop,
+    written_caption,
+)
+from .captioncheck import stem_txt as _stem_txt
 from .context import RunContext
 from .results import CaptionDone, UploadDone
 
-DROP_FRACTION = 0.25
 CAPTION_JOB = "caption"
 RETRY_JOB = "caption-retry"
-
-# What batch-alpha2.py prints (MNeMoNiCuZ/joy-caption-batch@80dd589, tests/upstream/README.md): one stdout line per
-# caption file when --print-captioning-status is given, and everything else through logging.basicConfig with
-# "%(asctime)s %(levelname)s: %(message)s" (stderr; the detached job's log holds both).
-CAPTION_WRITTEN = re.compile(r"^Caption written to '(?P<path>.+)'$")
-LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<level>[A-Z]+): (?P<message>.*)$")
-
-
-def written_caption(line: str) -> str | None:
-    """The caption path a `Caption written to '…'` line names, else None."""
-    match = CAPTION_WRITTEN.match(line.rstrip("\r"))
-    return match["path"] if match else None
-
-
-def captioner_problems(lines: list[str]) -> list[str]:
-    """The ERROR and WARNING messages the captioner logged (generation failures, unreadable images, crashes)."""
-    found = []
-    for line in lines:
-        match = LOG_LINE.match(line.rstrip("\r"))
-        if match and match["level"] in ("ERROR", "WARNING", "CRITICAL"):
-            found.append(match["message"])
-    return found
 
 
 class CaptionError(PistachioError):
     pass
-
-
-def _stem_txt(name: str) -> str:
-    return f"{Path(name).stem}.txt"
 
 
 def user_captions(ctx: RunContext) -> dict[str, str]:
@@ -103,18 +84,7 @@ def _check(ctx: RunContext, names: list[str], staging: Path) -> dict[str, str]:
     remote = ctx.remote
     wanted = {_stem_txt(n) for n in names}
     remote.get_tree(str(ctx.job_layout.images_dir), staging, include=lambda rel: rel in wanted, progress=False)
-    failed = {}
-    prefix = f"{ctx.job.trigger}"
-    for name in names:
-        path = staging / _stem_txt(name)
-        text = path.read_text(errors="replace").strip() if path.is_file() else None
-        if text is None:
-            failed[name] = "no caption written"
-        elif not text:
-            failed[name] = "empty caption"
-        elif not text.startswith(prefix):
-            failed[name] = f"caption does not start with {prefix!r}"
-    return failed
+    return failed_captions(staging, names, ctx.job.trigger)
 
 
 def _run_captioner(ctx: RunContext, rendered: RenderedConfigs, names: list[str], *, job: str, batch: int) -> None:
@@ -202,17 +172,15 @@ def caption(ctx: RunContext, rendered: RenderedConfigs) -> CaptionDone:
 
 
 def _apply_policy(ctx: RunContext, names: list[str], failed: dict[str, str]) -> list[str]:
-    remaining = len(names) - len(failed)
-    listed = "; ".join(f"{n}: {why}" for n, why in sorted(failed.items()))
-    if len(failed) <= DROP_FRACTION * len(names) and remaining >= MIN_IMAGES:
-        ctx.note(f"dropped {len(failed)} image(s) JoyCaption could not caption after a retry: {listed}. "
-                 "Write captions for them (a .txt next to each image) to train on them.")
-        ctx.remote.run(
-            f"cd -- {shlex.quote(str(ctx.job_layout.images_dir))} && rm -f -- "
-            + " ".join(shlex.quote(_stem_txt(n)) for n in failed)
-        )
-        return sorted(failed)
-    raise CaptionError(
-        f"JoyCaption could not caption {len(failed)} of {len(names)} image(s) even after a retry: {listed}",
-        "write captions for them (a .txt with the trigger word next to each image) or remove them, then rerun",
+    try:
+        dropped = to_drop(names, failed, MIN_IMAGES)
+    except TooManyFailed as exc:
+        raise CaptionError(str(exc), "write captions for them (a .txt with the trigger word next to each image) or "
+                                     "remove them, then rerun") from None
+    ctx.note(f"dropped {len(failed)} image(s) JoyCaption could not caption after a retry: {listed(failed)}. "
+             "Write captions for them (a .txt next to each image) to train on them.")
+    ctx.remote.run(
+        f"cd -- {shlex.quote(str(ctx.job_layout.images_dir))} && rm -f -- "
+        + " ".join(shlex.quote(_stem_txt(n)) for n in failed)
     )
+    return dropped

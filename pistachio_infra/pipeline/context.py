@@ -51,6 +51,7 @@ class RunContext:
     project_lock: Any = None  # the project's pistachio.lock (lockfile.Lock): pods are bootstrapped exactly from it
     allow_drift: bool = False  # train even when the pod cannot be made exactly as that lock says
     stuck: Any = None  # session.TerminateFailed: a pod that would not terminate after the work was done
+    detach: bool = False  # `train --detach`: return once the pod's supervisor runs
     verify_plan: Any = None  # verify.plan.VerifyPlan: where the samples render (decided before renting)
     _layout: WorkspaceLayout | None = None
 

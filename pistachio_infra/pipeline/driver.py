@@ -54,6 +54,7 @@ class TrainRequest:
     network_volume: tuple[str, str] | None = None  # (volume id, data center): this one instead of the env stack's
     campaign: str | None = None  # the campaign this run belongs to (its runs resume separately from `train`)
     allow_drift: bool = False  # train even when the pod cannot be made exactly as the project's pistachio.lock
+    detach: bool = False  # return once the pod's supervisor runs (needs a durable destination)
     verify: bool = True  # render samples with and without the LoRA after install (--no-verify: skip)
     verify_on_pod: bool = False  # when no ComfyUI is ready, rent a ComfyUI pod for them (its rent + ~21 GB download)
     # called after preflight, before anything is rented, with (classes, cloud, store); raises to rent nothing
@@ -307,7 +308,7 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
         started=datetime.strptime(spec["stamp"], RUN_STAMP).replace(tzinfo=UTC),
         gpu_classes=classes, recaption=req.recaption, preflight_s=time.time() - t0,
         pod_request=PodRequest(max_hours=req.max_hours, volume=req.volume, network_volume=req.network_volume),
-        project_lock=project_lock(req, cloud), allow_drift=req.allow_drift,
+        project_lock=project_lock(req, cloud), allow_drift=req.allow_drift, detach=req.detach,
     )
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     from .verify import plan_for, record_plan
@@ -317,15 +318,25 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
         ctx.say(f"[yellow]warning:[/yellow] {warning}")
     ctx.say(f"preflight ok: {len(dataset.usable)} images ({len(dataset.train)} train / {len(dataset.eval)} eval), "
             f"GPU {' → '.join(classes)}")
+    from .detach import Detached
     from .publish import destination
 
     repo_id = destination(ctx)
-    ctx.say(f"durable result: the private HF repo {repo_id}" if repo_id else
+    if repo_id:  # the pod's supervisor runs these rows, and honours their pause points itself
+        stages.pod_holds = {r.name for r in TABLE if r.supervised}
+    if req.detach and not repo_id:
+        raise ConfigError("--detach needs a durable destination for the LoRA (nothing was rented)",
+                          "set project.hf_namespace in pistachio.toml, or train attached (without --detach)")
+    ctx.say(f"durable result: the private HF repo {repo_id}; after the upload the pod's supervisor runs the rest "
+            "(Ctrl-C detaches)" if repo_id else
             "no durable destination (set project.hf_namespace in pistachio.toml): the LoRA lives on this "
             "machine only, so stay attached until the run ends")
     record_plan(ctx)
     try:
         _drive(ctx)
+    except Detached:
+        store.add_event(job_id, Event.SUPERVISOR, {"detached": True})
+        raise
     except KeyboardInterrupt:
         store.finish_job(job_id, "cancelled", {"error": "interrupted"})
         _cleanup(ctx)
@@ -383,6 +394,10 @@ def _drive(ctx: RunContext) -> None:
                     raise
             return
         except PodLost as exc:
+            from .detach import adopt_published
+
+            if adopt_published(ctx):  # the pod's supervisor published, then released the pod: nothing was lost
+                continue
             lost += 1
             ctx.store.add_event(ctx.job_id, Event.POD_LOST, {"why": str(exc)})
             if lost > MAX_LOST_PODS:
@@ -443,13 +458,15 @@ def _on_pod(ctx: RunContext, row: Row) -> None:
 
 def _pod_needed(ctx: RunContext) -> bool:
     """Whether a pod must be rented: the training is ahead, or the chosen LoRA is neither harvested nor mirrored."""
-    from .harvest import mirrored
+    from .detach import adopt_published
+    from .harvest import mirrored, published
 
     if ctx.session is not None:
         return False
+    adopt_published(ctx)  # a supervised run whose pod published and ended: no pod needed
     if not ctx.stages.is_done("train"):
         return True
-    return not ctx.stages.is_done("harvest") and not mirrored(ctx)
+    return not ctx.stages.is_done("harvest") and not mirrored(ctx) and not published(ctx)
 
 
 def _cleanup(ctx: RunContext) -> None:

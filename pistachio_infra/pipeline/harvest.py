@@ -11,7 +11,7 @@ from ..errors import PistachioError
 from ..pods.layout import EVAL_NAME
 from ..selection.choose import LORA_FILE, Selection, select_checkpoint
 from .context import RunContext
-from .results import HarvestDone, InstallDone, SelectDone, TrainDone
+from .results import HarvestDone, InstallDone, PublishDone, SelectDone, TrainDone
 
 CONFIG_FILE = "adapter_config.json"
 
@@ -69,7 +69,13 @@ def harvest(ctx: RunContext) -> HarvestDone:
     name = lora_name(ctx, chosen.step)
     dest = dest_dir / name
     config_dest = dest_dir / f"{Path(name).stem}.adapter_config.json"
-    if ctx.session is not None:
+    from_pod = ctx.session is not None and not published(ctx)
+    if published(ctx):  # the pod's supervisor published it (and ended the pod)
+        from .detach import harvest_published
+
+        source = harvest_published(ctx, dest, config_dest)
+        digest = file_sha256(dest)
+    elif from_pod:
         base = f"{ctx.job_layout.output_dir}/{run}/{folder}"
         digest = ctx.remote.get_file(f"{base}/{LORA_FILE}", dest)
         ctx.remote.get_file(f"{base}/{CONFIG_FILE}", config_dest, progress=False)
@@ -86,9 +92,15 @@ def harvest(ctx: RunContext) -> HarvestDone:
         source = "the local mirror"
     tensors = _verify(dest)
     ctx.say(f"harvested {folder} from {source}: {dest.name} ({dest.stat().st_size / 1e6:.1f} MB, {tensors} tensors)")
-    if ctx.session is not None:
+    if from_pod:
         mark_harvested(ctx.remote)
     return HarvestDone(path=str(dest), sha256=digest, checkpoint=folder, tensors=tensors)
+
+
+def published(ctx: RunContext) -> bool:
+    """Whether the pod's supervisor published the chosen LoRA (harvest takes it from the HF repo: no pod)."""
+    done = ctx.stages.get(PublishDone)
+    return done is not None and bool(done.repo)
 
 
 def mirrored(ctx: RunContext) -> bool:

@@ -1,7 +1,10 @@
 """The stage table: the only place the order of a training run is written.
 
 Each row names a stage, where it runs (`local`: on this machine, `pod`: needs the job's pod), the function that
-does it and the typed result it records (results.py). driver.py walks the table in one loop (on the client); a
+does it and the typed result it records (results.py). `supervised` rows run on the pod under its supervisor
+(pods/supervisor.py, in this order) when the job has a durable destination: the client launches it at the first
+of them and only watches (pipeline/detach.py); without one the client runs them as any other row.
+driver.py walks the table in one loop (on the client); a
 pod row is run inside the job's pod session, which the `provision` row opens and the `teardown` row closes.
 `per_pod` rows set up the pod for training: they count as done only on the pod that did them, and are needed only
 while the training is still ahead.
@@ -50,6 +53,7 @@ class Row:
     run: Callable[[RunContext], StageResult]
     result: type[StageResult]
     per_pod: bool = False
+    supervised: bool = False  # run by the pod's supervisor when the result has a durable destination
 
 
 def _preflight(ctx: RunContext) -> PreflightDone:
@@ -78,14 +82,20 @@ def _upload(ctx: RunContext) -> UploadDone:
 
 def _caption(ctx: RunContext) -> CaptionDone:
     from .caption import caption
+    from .detach import enabled, supervise
     from .prepare import rendered_for
 
+    if enabled(ctx):
+        return supervise(ctx, "caption", detach=ctx.detach)  # type: ignore[return-value]
     return caption(ctx, rendered_for(ctx))
 
 
 def _split(ctx: RunContext) -> SplitDone:
+    from .detach import enabled, supervise
     from .prepare import split
 
+    if enabled(ctx):
+        return supervise(ctx, "split", detach=ctx.detach)  # type: ignore[return-value]
     return split(ctx)
 
 
@@ -96,9 +106,12 @@ def _render(ctx: RunContext) -> RenderDone:
 
 
 def _train(ctx: RunContext) -> TrainDone:
+    from .detach import enabled, supervise
     from .prepare import rendered_for
     from .training import train
 
+    if enabled(ctx):
+        return supervise(ctx, "train", detach=ctx.detach)  # type: ignore[return-value]
     return train(ctx, rendered_for(ctx))
 
 
@@ -134,9 +147,15 @@ def _verify(ctx: RunContext) -> VerifyDone:
 
 def _report(ctx: RunContext) -> ReportDone:
     from .finish import record_costs, write_run_report
+    from .harvest import published
 
     billed, _ = record_costs(ctx.store, ctx.job_id, ctx.cloud)
-    return ReportDone(path=str(write_run_report(ctx, billed)), billed_usd=billed)
+    path = write_run_report(ctx, billed)
+    if published(ctx):  # the pod's supervisor published the LoRA before the report existed: add it to the repo
+        from .detach import publish_report
+
+        publish_report(ctx, path)
+    return ReportDone(path=str(path), billed_usd=billed)
 
 
 def _publish(ctx: RunContext) -> PublishDone:
@@ -150,17 +169,17 @@ TABLE: tuple[Row, ...] = (
     Row("provision", Where.POD, _provision, ProvisionDone, per_pod=True),
     Row("bootstrap", Where.POD, _bootstrap, BootstrapDone, per_pod=True),
     Row("upload", Where.POD, _upload, UploadDone, per_pod=True),
-    Row("caption", Where.POD, _caption, CaptionDone),
-    Row("split", Where.POD, _split, SplitDone, per_pod=True),
+    Row("caption", Where.POD, _caption, CaptionDone, supervised=True),
+    Row("split", Where.POD, _split, SplitDone, per_pod=True, supervised=True),
     Row("render", Where.POD, _render, RenderDone, per_pod=True),
-    Row("train", Where.POD, _train, TrainDone),
-    Row("select", Where.LOCAL, _select, SelectDone),
+    Row("train", Where.POD, _train, TrainDone, supervised=True),
+    Row("select", Where.LOCAL, _select, SelectDone, supervised=True),
     Row("harvest", Where.POD, _harvest, HarvestDone),  # from the local mirror when it holds the LoRA: no pod
     Row("teardown", Where.LOCAL, _teardown, TeardownDone),
     Row("install", Where.LOCAL, _install, InstallDone),
     Row("verify", Where.LOCAL, _verify, VerifyDone),  # samples through a ready ComfyUI (verify/); --no-verify skips
     Row("report", Where.LOCAL, _report, ReportDone),
-    Row("publish", Where.LOCAL, _publish, PublishDone),  # the private HF repo, when hf_namespace is set
+    Row("publish", Where.LOCAL, _publish, PublishDone, supervised=True),  # the private HF repo (hf_namespace)
 )
 _BY_NAME = {r.name: r for r in TABLE}
 _BY_RESULT = {r.result: r for r in TABLE}

@@ -19,11 +19,9 @@ import contextlib
 import json
 import math
 import os
-import re
 import shlex
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config.render import RenderedConfigs
@@ -35,14 +33,9 @@ from ..settings import get_settings
 from .context import RunContext
 from .results import Event, TrainDone
 from .stages import pause
+from .trainlog import COMPLETE, Progress
 
 TRAIN_JOB = "train"
-COMPLETE = "TRAINING COMPLETE!"
-STEP_RE = re.compile(r"\bsteps:\s*(\d+)\s+loss:\s*(\S+)")
-EPOCH_RE = re.compile(r"Started new epoch: (\d+)")
-RESUME_RE = re.compile(r"Resuming at epoch: (\d+), step: (\d+)")
-SAVE_RE = re.compile(r"Saving model to directory (\S+)")
-WANDB_RE = re.compile(r"View run .* at:? (https?://\S+)")
 ADAPTER_FILES = (LORA_FILE, "adapter_config.json")
 
 
@@ -54,41 +47,6 @@ class TrainingError(PistachioError):
     pass
 
 
-@dataclass
-class Progress:
-    total: int
-    step: int = 0
-    epoch: int = 1
-    loss: float | None = None
-    eval_loss: float | None = None
-    wandb_url: str | None = None
-    complete: bool = False
-    saves: list[str] = field(default_factory=list)
-    resumed_at: int | None = None
-    pending: str = ""
-    tail: list[str] = field(default_factory=list)
-
-    def feed(self, text: str) -> None:
-        self.pending += text
-        *lines, self.pending = self.pending.split("\n")
-        for line in lines:
-            self.tail = [*self.tail, line][-20:]
-            if m := STEP_RE.search(line):
-                self.step = int(m.group(1))
-                with contextlib.suppress(ValueError):
-                    self.loss = float(m.group(2))
-            elif m := EPOCH_RE.search(line):
-                self.epoch = int(m.group(1))
-            elif m := RESUME_RE.search(line):
-                # train.py@8f83dbf prints the step it is about to run (the checkpoint's step + 1)
-                self.epoch, self.step = int(m.group(1)), int(m.group(2)) - 1
-                self.resumed_at = self.step
-            elif m := SAVE_RE.search(line):
-                self.saves.append(m.group(1))
-            elif m := WANDB_RE.search(line):
-                self.wandb_url = m.group(1)
-            elif COMPLETE in line:
-                self.complete = True
 
 
 # --- run dir and mirror -------------------------------------------------------------------------------------
@@ -307,7 +265,7 @@ def follow(
     from rich.progress import Progress as Bar
 
     from ..remote.channel import CONNECTION_ERRORS
-    from ..remote.errors import TransferError
+    from ..remote.errors import RemoteCommandError, TransferError
 
     remote = ctx.remote
     knobs = get_settings()
@@ -342,7 +300,8 @@ def follow(
                 if run is not None and (len(progress.saves) > synced_saves or now - last_sync > sync_every) and (
                     now - last_sync > min(sync_every, 5.0) or status is None or not status.running
                 ):
-                    with contextlib.suppress(TransferError):  # a file being written: the next sync gets it
+                    # a file being written (tar: "file changed as we read it", exit 1): the next sync gets it
+                    with contextlib.suppress(TransferError, RemoteCommandError):
                         sync(ctx, run, full=full)
                         progress.eval_loss = _last_eval(ctx, run, rendered.eval_name)
                     synced_saves, last_sync = len(progress.saves), now

@@ -56,6 +56,7 @@ class PodSession:
     bootstrap: BootstrapReport | None = None
     timings: dict[str, float] = field(default_factory=dict)  # provision_s, ssh_wait_s, watchdog_s, bootstrap_s
     heartbeat: Heartbeat | None = None  # touches the pod's heartbeat file while the client is attached
+    detached: bool = False  # the pod's supervisor finishes the job and ends the pod: leave it running
 
     @property
     def pod(self) -> Pod:
@@ -112,6 +113,7 @@ def pod_session(
     lifecycle = PodLifecycle(api, store, cloud, timings, say)
     remote: Any = None
     heartbeat: Heartbeat | None = None
+    session: PodSession | None = None
     outcome = "error"
     with interruptible():
         try:
@@ -162,7 +164,7 @@ def pod_session(
                 if remote is not None:
                     _quietly(remote.close)
                 failures = []
-                if not (keep and outcome == "done"):
+                if not (keep and outcome == "done") and not (session is not None and session.detached):
                     failures = teardown(lifecycle, reason=f"teardown: {outcome}", report=say)
                 stuck = [(name, rec.pod_id if (rec := store.pod(name)) else None) for name, _ in failures]
                 first = store.pod(stuck[0][0]) if stuck else None

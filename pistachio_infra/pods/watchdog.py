@@ -85,6 +85,11 @@ class PodFiles:
         return self.state_dir / "harvested"
 
     @property
+    def release_marker(self) -> PurePosixPath:
+        """Written by the pod's supervisor once the result is safe: the watchdog terminates the pod at once."""
+        return self.state_dir / "release"
+
+    @property
     def script(self) -> PurePosixPath:
         return self.state_dir / "watchdog.py"
 
@@ -137,6 +142,7 @@ def render_watchdog(
         "heartbeat": str(files.heartbeat),
         "finished_marker": str(files.finished_marker),
         "harvested_marker": str(files.harvested_marker),
+        "release_marker": str(files.release_marker),
         "jobs_dir": str(jobs_dir),
         "ignore_jobs": ["watchdog"],
         "job_pid_file": job_pid_file,
@@ -205,7 +211,8 @@ def mark_harvested(remote: RemoteLike) -> None:
 def clear_job_markers(remote: RemoteLike) -> None:
     """A new job starts on this pod: forget the previous job's finished/harvested markers."""
     f = files_for(remote)
-    remote.run(f"rm -f {shlex.quote(str(f.finished_marker))} {shlex.quote(str(f.harvested_marker))}", timeout=30)
+    remote.run(f"rm -f {shlex.quote(str(f.finished_marker))} {shlex.quote(str(f.harvested_marker))} "
+               f"{shlex.quote(str(f.release_marker))}", timeout=30)
 
 
 class Heartbeat:
