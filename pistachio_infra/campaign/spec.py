@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config.project import CampaignSettings, Job, Project, _read_toml, _validate
+from ..config.project import JOB_NAME_RE, CampaignSettings, Job, Project, _read_toml, _validate
 from ..errors import ConfigError
 
 
@@ -18,6 +18,8 @@ class Campaign:
     project: Project
     settings: CampaignSettings
     jobs: tuple[Job, ...]  # in the file's order (or [campaign].jobs order)
+    work_dir: Path  # datasets given as relative paths, runs/ and the ComfyUI folder are under it
+
 
     @property
     def name(self) -> str:
@@ -25,7 +27,7 @@ class Campaign:
 
     @property
     def base_dir(self) -> Path:
-        return self.path.parent
+        return self.work_dir
 
     @property
     def fingerprint(self) -> str:
@@ -46,7 +48,8 @@ def load_campaign(path: str | Path) -> Campaign:
                           "add [campaign] with name and budget_usd (see examples/campaign.toml)")
     if "project" not in data and isinstance(data["campaign"], dict):
         data = {**data, "project": {"name": str(data["campaign"].get("name", "campaign"))}}
-    project: Project = _validate(Project, data, path)
+    work_dir = _work_dir(path, data["campaign"])
+    project: Project = _validate(Project, data, path, base_dir=work_dir)
     settings = project.campaign
     assert settings is not None
     names = settings.jobs if settings.jobs is not None else list(project.jobs)
@@ -61,7 +64,25 @@ def load_campaign(path: str | Path) -> Campaign:
     jobs = tuple(project.jobs[n] for n in names)
     if settings.interruptible:
         jobs = tuple(j.model_copy(update={"interruptible": True}) for j in jobs)
-    return Campaign(path=path.resolve(), project=project, settings=settings, jobs=jobs)
+    if work_dir != path.parent.resolve():
+        work_dir.mkdir(parents=True, exist_ok=True)
+    return Campaign(path=path.resolve(), project=project, settings=settings, jobs=jobs, work_dir=work_dir)
+
+
+def _work_dir(path: Path, table: object) -> Path:
+    """[campaign] work_dir (relative to the file), else for a demo campaign (sample_datasets) the state dir's
+    campaigns/<name>/ — the generated images, runs and ComfyUI folder of the shipped example never land in the
+    repo's examples/ — else the file's own folder, like a pistachio.toml."""
+    from ..paths import state_dir
+
+    table = table if isinstance(table, dict) else {}
+    chosen = table.get("work_dir")
+    if isinstance(chosen, str) and chosen.strip():
+        return (path.parent / Path(chosen).expanduser()).resolve()
+    name = table.get("name")
+    if table.get("sample_datasets") is True and isinstance(name, str) and JOB_NAME_RE.match(name):
+        return (state_dir() / "campaigns" / name).resolve()
+    return path.parent.resolve()
 
 
 def ensure_sample_datasets(campaign: Campaign, images: int = 16) -> list[Path]:

@@ -208,6 +208,10 @@ class CampaignSettings(_Strict):
     jobs: list[str] | None = None  # which [jobs.*] belong to the campaign; default: all of them
     volume: bool | None = None  # use the env stack's network volume (warm model cache); None: when deployed
     sample_datasets: bool = False  # fill a missing dataset folder with generated sample images (demo/sandbox)
+    # where relative paths (datasets, comfyui_loras_dir) and runs/ live; relative to the file. Default: the file's
+    # folder, or for a sample_datasets (demo) campaign the state dir's campaigns/<name>/ — never beside a shipped
+    # example (campaign/spec.py)
+    work_dir: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -298,9 +302,10 @@ def _read_toml(path: Path) -> dict:
         raise ConfigError(f"{path} is not valid TOML: {exc}", f"fix the syntax in {path.name}") from None
 
 
-def _validate(model: type[BaseModel], data: dict, path: Path) -> Any:
+def _validate(model: type[BaseModel], data: dict, path: Path, base_dir: Path | None = None) -> Any:
+    """`base_dir`: where relative paths in the file point (default: the file's folder)."""
     try:
-        return model.model_validate(data, context={"base_dir": path.parent.resolve()})
+        return model.model_validate(data, context={"base_dir": (base_dir or path.parent).resolve()})
     except ValidationError as exc:
         raise config_error(exc, path, model) from None
 

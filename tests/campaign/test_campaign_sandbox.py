@@ -208,7 +208,8 @@ def test_the_example_campaign_plans_in_the_sandbox(sandbox, sandbox_admin, tmp_p
     plan = cli("campaign", "plan", str(camp))
     assert plan.returncode == 0, plan.stdout + plan.stderr
     assert all(name in plan.stdout for name in ("pip", "mira", "bolt", "juno")) and "fits" in plan.stdout
-    assert len(list((tmp_path / "campaign-data" / "juno").glob("juno_*.png"))) == 16  # its own sample character
+    # a demo campaign's generated data goes under the state dir (PISTACHIO_HOME = tmp_path), not beside the file
+    assert len(list((tmp_path / "campaigns" / "mascots" / "campaign-data" / "juno").glob("juno_*.png"))) == 16
     preview = cli("campaign", "plan", str(camp), "--timings", "runpod")
     assert preview.returncode == 0 and "runpod table" in preview.stdout
     assert sandbox_admin.pods() == []

@@ -65,7 +65,7 @@ def test_bad_campaign_files_are_one_line_errors(tmp_path, text, expected):
 
 def test_sample_datasets_fill_missing_folders_only(tmp_path):
     path = _write(tmp_path / "campaign.toml", '[campaign]\nname = "c"\nbudget_usd = 1\nsample_datasets = true\n'
-                  + JOBS)
+                  'work_dir = "."\n' + JOBS)
     (tmp_path / "data" / "b").mkdir(parents=True)
     (tmp_path / "data" / "b" / "mine.png").write_bytes(b"not touched")
     written = ensure_sample_datasets(load_campaign(path), images=6)
@@ -74,3 +74,24 @@ def test_sample_datasets_fill_missing_folders_only(tmp_path):
     assert [p.name for p in (tmp_path / "data" / "b").iterdir()] == ["mine.png"]
     off = _write(tmp_path / "off.toml", '[campaign]\nname = "c"\nbudget_usd = 1\n' + JOBS.replace("data/a", "data/x"))
     assert ensure_sample_datasets(load_campaign(off)) == [] and not (tmp_path / "data" / "x").exists()
+
+
+def test_a_demo_campaign_keeps_its_data_in_the_state_dir_and_work_dir_moves_any_campaign(tmp_path, monkeypatch):
+    """Issue 15: the shipped example (sample_datasets) must not write images, runs or a ComfyUI folder into the
+    repo's examples/; `work_dir` puts any campaign's relative paths where the user chose."""
+    monkeypatch.setenv("PISTACHIO_HOME", str(tmp_path / "home"))
+    shipped = tmp_path / "examples"
+    shipped.mkdir()
+    demo = _write(shipped / "campaign.toml", '[campaign]\nname = "demo-c"\nbudget_usd = 1\nsample_datasets = true\n'
+                  + JOBS)
+    c = load_campaign(demo)
+    assert c.base_dir == (tmp_path / "home" / "campaigns" / "demo-c").resolve()
+    assert ensure_sample_datasets(c, images=4) and all(j.dataset.is_relative_to(c.base_dir) for j in c.jobs)
+    assert sorted(p.name for p in shipped.iterdir()) == ["campaign.toml"]  # nothing written beside the file
+    chosen = _write(tmp_path / "mine.toml", '[campaign]\nname = "c"\nbudget_usd = 1\nwork_dir = "~/work"\n' + JOBS)
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    mine = load_campaign(chosen)
+    assert mine.base_dir == (tmp_path / "user" / "work").resolve()
+    assert all(j.dataset.is_relative_to(mine.base_dir) for j in mine.jobs)
+    plain = load_campaign(_write(tmp_path / "plain.toml", '[campaign]\nname = "c"\nbudget_usd = 1\n' + JOBS))
+    assert plain.base_dir == tmp_path.resolve()  # like a pistachio.toml: beside the file
