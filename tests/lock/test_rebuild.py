@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from pathlib import Path
 
+import jsonschema
 import pytest
 from huggingface_hub import HfApi
 
@@ -24,6 +26,8 @@ from pistachio_infra.sandbox.hf import HubStore, publish_file
 from pistachio_infra.sandbox.standins import add_commit
 
 from .conftest import cli, connect_pod, live_pods
+
+SCHEMAS = Path(__file__).resolve().parents[1] / "data" / "schemas"
 
 WAN = "Wan-AI/Wan2.1-T2V-14B"
 POLICY = WatchdogPolicy(max_runtime_s=900, idle_s=120, heartbeat_s=1)
@@ -92,6 +96,13 @@ def test_lock_rebuild_check_then_upstream_changes_show_as_drift(sandbox, sandbox
         assert shown.returncode == 1, shown.stdout + shown.stderr
         assert "diffusion-pipe" in shown.stdout and new_commit in shown.stdout and "config.json" in shown.stdout
         assert "drift: 2 item(s)" in shown.stdout
+        # issue 15: the same report for scripts, against its schema, with the same exit code
+        as_json = cli("lock", "--check", unlocked.name, "--out", str(lock_file), "--json")
+        assert as_json.returncode == 1, as_json.stdout + as_json.stderr
+        doc = json.loads(as_json.stdout)
+        jsonschema.validate(doc, json.loads((SCHEMAS / "lock-check.json").read_text()))
+        assert not doc["clean"] and {(i["component"], i["name"]) for i in doc["items"] if i["status"] in ("changed", "missing", "extra")} == \
+            {("repo", "diffusion-pipe"), ("model", f"wan21-t2v-14b: {WAN}/config.json")}
 
         # updating is explicit: the diff first, nothing written without a yes
         before = lock_file.read_text()
