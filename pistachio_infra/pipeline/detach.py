@@ -386,15 +386,34 @@ def harvest_published(ctx: RunContext, dest: Path, config_dest: Path) -> str:
 
 
 def publish_report(ctx: RunContext, report: Path) -> None:
-    """The local report (written after the pod published and ended) as report.md in the job's repo."""
+    """What only the client has, added to the job's repo after the pod published and ended: report.md, the loss plot
+    (no matplotlib on the pod), the verify stage's samples and contact sheet, and the card that shows them."""
+    import shutil
+
     from huggingface_hub import HfApi
 
     from ..credentials import get_secret
+    from .publish import card_facts, check_no_secret, model_card
+    from .results import SelectDone
 
     repo_id = destination(ctx)
+    run = report.parent
+    staging = ctx.work_dir / "publish-extras"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shutil.copyfile(report, staging / "report.md")
+    for name in ("loss.png", "samples.png"):
+        if (run / name).is_file():
+            shutil.copyfile(run / name, staging / name)
+    if (run / "samples").is_dir():
+        shutil.copytree(run / "samples", staging / "samples")
+    chosen = ctx.stages.get(SelectDone)
+    if chosen is not None:
+        (staging / "README.md").write_text(model_card(card_facts(ctx, chosen)))
+    token = get_secret("HF_TOKEN")
     try:
-        HfApi(endpoint=ctx.cloud.hf_endpoint, token=get_secret("HF_TOKEN")).upload_file(
-            path_or_fileobj=str(report), path_in_repo="report.md", repo_id=repo_id,
-            commit_message=f"{ctx.job.name}: the run's report")
+        check_no_secret(staging, [token] if token else [])
+        HfApi(endpoint=ctx.cloud.hf_endpoint, token=token).upload_folder(
+            folder_path=str(staging), repo_id=repo_id, commit_message=f"{ctx.job.name}: the run's report")
     except Exception as exc:  # the LoRA is safe there already; only the report copy is missing
         ctx.note(f"could not add report.md to {repo_id} ({type(exc).__name__}); it is at {report}")

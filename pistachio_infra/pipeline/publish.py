@@ -20,6 +20,7 @@ from .results import PublishDone
 
 if TYPE_CHECKING:
     from .context import RunContext
+    from .results import SelectDone
 
 LORA_FILE = "adapter_model.safetensors"
 CONFIG_FILE = "adapter_config.json"
@@ -191,7 +192,23 @@ def publish_run(ctx: RunContext) -> PublishDone:
     token = get_secret("HF_TOKEN", required=True)
     assert token is not None
     job = ctx.job
-    facts = CardFacts(
+    lora = Path(harvested.path)
+    config = lora.with_name(f"{lora.stem}.adapter_config.json")
+    staging = ctx.work_dir / "publish"
+    shutil.rmtree(staging, ignore_errors=True)
+    card = model_card(card_facts(ctx, chosen))
+    folder = bundle(staging, lora=lora, adapter_config=config, report_folder=ctx.run_folder, card=card)
+    commit = publish(folder, repo_id, token=token, endpoint=ctx.cloud.hf_endpoint,
+                     message=f"{job.name}: step {chosen.step} ({chosen.verdict})")
+    shutil.rmtree(staging, ignore_errors=True)
+    ctx.say(f"[green]published[/green] {repo_id} (private, commit {commit[:10]})")
+    return PublishDone(repo=repo_id, commit=commit)
+
+
+def card_facts(ctx: RunContext, chosen: SelectDone) -> CardFacts:
+    """What the model card says, from the run as the client knows it (samples and loss plot when they exist)."""
+    job = ctx.job
+    return CardFacts(
         job=job.name, character=job.character, trigger=job.trigger, base_model=BASE_MODEL, step=chosen.step,
         checkpoint=chosen.checkpoint, verdict=chosen.verdict, why=chosen.message, eval_loss=chosen.eval_loss,
         settings=tuple((k, str(v)) for k, v in (
@@ -202,16 +219,6 @@ def publish_run(ctx: RunContext) -> PublishDone:
         loss_plot="loss.png" if (ctx.run_folder / "loss.png").is_file() else None,
         **_card_samples(ctx),
     )
-    lora = Path(harvested.path)
-    config = lora.with_name(f"{lora.stem}.adapter_config.json")
-    staging = ctx.work_dir / "publish"
-    shutil.rmtree(staging, ignore_errors=True)
-    folder = bundle(staging, lora=lora, adapter_config=config, report_folder=ctx.run_folder, card=model_card(facts))
-    commit = publish(folder, repo_id, token=token, endpoint=ctx.cloud.hf_endpoint,
-                     message=f"{job.name}: step {chosen.step} ({chosen.verdict})")
-    shutil.rmtree(staging, ignore_errors=True)
-    ctx.say(f"[green]published[/green] {repo_id} (private, commit {commit[:10]})")
-    return PublishDone(repo=repo_id, commit=commit)
 
 
 def _card_samples(ctx: RunContext) -> dict[str, object]:

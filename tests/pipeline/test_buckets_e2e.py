@@ -26,7 +26,7 @@ def test_two_shape_dataset_is_refused_in_preflight_with_no_pod(sandbox, sandbox_
         with Image.open(path) as im:
             im.crop((0, 85, 512, 427)).save(path)  # 512x342: 3:2, the 1.587 bucket
     done = cli("train", "pip", "--project", str(project))
-    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.returncode == 3, done.stdout + done.stderr  # bad data (issue 15: usage 2, config/data 3)
     line = done.stderr.strip().splitlines()[-1]
     assert line.startswith("error: ") and "Processed dataset was empty" in line and "num_repeats = " in line
     assert "(512x342)" in line and "(512x512)" in line and "nothing was rented" in line
