@@ -341,17 +341,8 @@ def _create_body(r: PodRequest) -> dict[str, Any]:
         "env": dict(r.env),
         "startSsh": r.start_ssh,
     }
-    if r.args:
-        body["args"] = r.args
-    if r.image:
-        body["image"] = r.image
-    if r.template_id:
-        body["templateId"] = r.template_id
-    if r.data_center_ids:
-        body["dataCenterIds"] = list(r.data_center_ids)
-    if r.network_volume_id:
-        body["mounts"] = {"network": [{"volumeId": r.network_volume_id, "path": r.volume_mount_path}]}
-    elif r.volume_gb:
+    _add_optional(body, r)
+    if not r.network_volume_id and r.volume_gb:
         body["mounts"] = {"persistent": {"size": r.volume_gb, "path": r.volume_mount_path}}
     # r.min_memory_gb: REST v2 has no memory constraint on create; the caller picks GPU classes whose machines
     # have enough RAM (catalog), so it is not sent.
@@ -373,6 +364,12 @@ def _cpu_create_body(r: CpuPodRequest) -> dict[str, Any]:
         "env": dict(r.env),
         "startSsh": r.start_ssh,
     }
+    _add_optional(body, r)
+    return body
+
+
+def _add_optional(body: dict[str, Any], r: PodRequest | CpuPodRequest) -> None:
+    """The create fields GPU and CPU pods share that are sent only when set."""
     if r.args:
         body["args"] = r.args
     if r.image:
@@ -383,7 +380,6 @@ def _cpu_create_body(r: CpuPodRequest) -> dict[str, Any]:
         body["dataCenterIds"] = list(r.data_center_ids)
     if r.network_volume_id:
         body["mounts"] = {"network": [{"volumeId": r.network_volume_id, "path": r.volume_mount_path}]}
-    return body
 
 
 def _pod(d: dict[str, Any]) -> Pod:
