@@ -121,7 +121,7 @@ def train_plan(job: Any, classes: Sequence[str], cloud: Any, store: Any, *, max_
             close()
     price = float(first.price_per_hr or 0.0)
     demand = demand_for(job, tuple(classes))
-    est = estimate(demand, first.gpu_class, price, timings_for("sandbox" if cloud.sandbox else "runpod", store),
+    est = estimate(demand, first.gpu_class, price, timings_for(cloud.name, store),
                    warm=volume_dc is not None)
     cap_usd = price * max_hours
     budget = f"watchdog ends the pod after {max_hours:g} h (≤ {usd(cap_usd)})"
