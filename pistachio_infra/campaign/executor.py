@@ -33,7 +33,7 @@ from ..errors import PistachioError
 from ..money import usd
 from ..settings import get_settings
 from ..state import Store
-from .ledger import spent, sync
+from .ledger import billed, spent, sync
 from .records import CampaignRecords
 from .spec import Campaign
 
@@ -197,7 +197,8 @@ class Executor:
         with shielded("terminating the campaign's pods"):
             outcome.left_pods = self._sweep()
             sync(self.store, self.cloud, campaign=self.c.name)
-        outcome.spent_usd = sum(self.spend_by_job().values())
+        ids = [r["id"] for r in self.store.jobs(campaign=self.c.name) if r["cloud"] == self.cloud_name]
+        outcome.spent_usd = billed(self.store, ids, campaign=self.c.name)  # what RunPod billed, not our running count
         for r in self.records.jobs(self.c.name, self.cloud_name):
             if r["status"] == "done" and r["job"] not in outcome.done:
                 outcome.done.append(r["job"])

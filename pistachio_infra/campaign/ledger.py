@@ -36,6 +36,13 @@ def spent(store: Store, job_ids: list[int], now: float | None = None) -> dict[in
     return out
 
 
+def billed(store: Store, job_ids: list[int], *, campaign: str) -> float:
+    """USD billed for these jobs' pods, as the last `sync` wrote it (the cloud's figure where it had one). Our own
+    figure runs until RunPod confirms a pod gone, so on a slow machine it overshoots what was billed."""
+    ids = set(job_ids)
+    return sum(r["billed_usd"] or 0.0 for r in store.ledger(campaign=campaign) if r["job_id"] in ids)
+
+
 def cloud_billing(cloud: Any, since: float) -> dict[str, float] | None:
     """pod id -> USD billed since `since` from the cloud's billing report; None when it cannot be read."""
     import httpx
