@@ -84,8 +84,12 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 class Executor:
-    def __init__(self, campaign: Campaign, cloud: Any, store: Store, records: CampaignRecords, say: Any) -> None:
+    def __init__(self, campaign: Campaign, cloud: Any, store: Store, records: CampaignRecords, say: Any,
+                 adopted: dict[str, dict[str, Any]] | None = None) -> None:
         self.c = campaign
+        # job -> its live pod, left by a lost controller (campaign/controller.py): watched to its published result
+        # on its first launch instead of trained again
+        self.adopted = dict(adopted or {})
         self.cloud = cloud
         self.cloud_name = cloud.name
         self.store = store
@@ -256,6 +260,9 @@ class Executor:
         attempt = int(row["attempts"] or 0) + 1
         request = {"source": str(self.c.path), "job": job, "gpu_class": row["gpu_class"],
                    "data_center": row["data_center_id"], "warm": bool(row["warm"]), "max_hours": max_s / 3600}
+        adopt = self.adopted.pop(job, None)
+        if adopt is not None:  # it runs on its own pod already: watch it, train nothing
+            request["adopt"] = adopt
         req_path = self.folder / f"{job}.request.json"
         res_path = self.folder / f"{job}.result.json"
         log_path = self.folder / f"{job}.log"
@@ -263,7 +270,8 @@ class Executor:
         res_path.unlink(missing_ok=True)
         with log_path.open("a") as log:
             log.write(f"\n=== attempt {attempt}: {row['gpu_class']} in {row['data_center_id']}, allowance "
-                      f"${allowance:.4f}, watchdog {max_s:.0f}s ===\n")
+                      f"${allowance:.4f}, watchdog {max_s:.0f}s"
+                      f"{' (adopted pod ' + adopt['pod_name'] + ')' if adopt else ''} ===\n")
             log.flush()
             proc = subprocess.Popen(
                 [sys.executable, "-m", "pistachio_infra.campaign.worker", str(req_path), str(res_path)],
