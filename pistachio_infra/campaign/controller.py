@@ -46,9 +46,11 @@ class Controller:
         self.outcome: Any = None
         self.adopted: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
+        self.changed = threading.Event()
 
     def say(self, message: str) -> None:
         self.console.print(f"{time.strftime('%H:%M:%S')} {message}")
+        self.changed.set()  # a job started or ended: its pod goes into the published ledger at once
 
     # --- status -------------------------------------------------------------------------------------------
 
@@ -66,7 +68,7 @@ class Controller:
                      "per_hr": p.cost_per_hr, "live": p.status != "gone"} for p in store.pods() if p.pod_id]
         finally:
             store.close()
-        elapsed = time.time() - float(self.plan["started_at"])
+        elapsed = time.time() - float(self.plan.get("created_at") or self.plan["started_at"])
         controller_usd = float(self.plan.get("price_per_hr") or 0.0) * elapsed / 3600
         pods.append({"id": self.plan["pod_id"], "name": self.plan["pod_name"], "job_id": None, "usd": controller_usd,
                      "per_hr": self.plan.get("price_per_hr"), "live": True, "controller": True})
@@ -76,7 +78,7 @@ class Controller:
             "jobs_budget_usd": float(self.plan["jobs_budget_usd"]), "reserve_usd": float(self.plan["reserve_usd"]),
             "prior_usd": float(self.plan.get("prior_usd") or 0.0), "controller_usd": controller_usd,
             "spent_usd": jobs_usd + controller_usd + float(self.plan.get("prior_usd") or 0.0),
-            "started_at": float(self.plan["started_at"]), "updated_at": time.time(),
+            "started_at": float(self.plan.get("created_at") or self.plan["started_at"]), "updated_at": time.time(),
             "controller": {"pod_id": self.plan["pod_id"], "pod_name": self.plan["pod_name"],
                            "max_runtime_s": float(self.plan["max_runtime_s"])},
             "adopted": sorted(self.adopted), "jobs": jobs, "pods": pods,
@@ -112,7 +114,8 @@ class Controller:
     def _status_loop(self, stop: threading.Event) -> None:
         last = 0.0
         while not stop.wait(2.0):
-            due = time.monotonic() - last >= PUBLISH_EVERY_S
+            due = self.changed.is_set() or time.monotonic() - last >= PUBLISH_EVERY_S
+            self.changed.clear()
             try:
                 self.write_status(publish=due)
             except Exception as exc:

@@ -247,7 +247,7 @@ def controller_env(cloud: Any, c: Campaign, folder: str) -> dict[str, str]:
     import os
 
     local_only = {"PISTACHIO_HOME", "PISTACHIO_SANDBOX", "PISTACHIO_SANDBOX_CLOUD", "PISTACHIO_SANDBOX_IMAGE_CACHE",
-                  "PISTACHIO_PAUSE_AT", "PISTACHIO_PULUMI_ROOT", "PISTACHIO_PULUMI_CACHE"}
+                  "PISTACHIO_PULUMI_ROOT", "PISTACHIO_PULUMI_CACHE"}
     for name in NAMES:  # the knobs this client runs with (timings), so the controller behaves the same
         if name.startswith("PISTACHIO_") and name not in local_only and os.environ.get(name):
             env[name] = os.environ[name]
@@ -359,6 +359,7 @@ def _launch(c: Campaign, cloud: Any, api: Any, store: Any, offer: ControllerOffe
     name = pod_name("controller", c.name)
     policy = WatchdogPolicy.from_env(max_runtime_s=max_s)
     store.record_pod_intent(name, cloud=cloud.name, purpose="controller")
+    created_at = time.time()  # its billing starts with the create call
     pod = api.create_cpu_pod(CpuPodRequest(
         name=name, flavor_id=offer.flavor_id, vcpu_count=offer.vcpus, image=sources().image.name,
         env={"PUBLIC_KEY": public_key(), CAMPAIGN_ENV: c.name, CONTROLLER_ENV: "1"},
@@ -371,7 +372,7 @@ def _launch(c: Campaign, cloud: Any, api: Any, store: Any, offer: ControllerOffe
         store.update_pod(name, ssh_host=pod.ssh_host, ssh_port=pod.ssh_port, status="ready", ready_at=time.time())
         remote = connect_controller(store, pod)
         try:
-            _ship(c, cloud, remote, wheel, pod, jobs_budget, reserve, prior, max_s, say)
+            _ship(c, cloud, remote, wheel, pod, jobs_budget, reserve, prior, max_s, created_at, say)
         finally:
             remote.close()
     except BaseException:
@@ -406,7 +407,7 @@ def connect_controller(store: Any, pod: Any) -> Any:
 
 
 def _ship(c: Campaign, cloud: Any, remote: Any, wheel: Path, pod: Any, jobs_budget: float, reserve: float,
-          prior: float, max_s: float, say: Any) -> None:
+          prior: float, max_s: float, created_at: float, say: Any) -> None:
     folder = pod_folder(remote.workspace)
     staging = _scratch(c) / "upload"
     shutil.rmtree(staging, ignore_errors=True)
@@ -421,6 +422,7 @@ def _ship(c: Campaign, cloud: Any, remote: Any, wheel: Path, pod: Any, jobs_budg
     plan = {"campaign_file": f"{folder}/campaign.toml", "pod_id": pod.id, "pod_name": pod.name,
             "jobs_budget_usd": jobs_budget, "reserve_usd": reserve, "prior_usd": prior, "max_runtime_s": max_s,
             "budget_usd": c.settings.budget_usd, "price_per_hr": pod.cost_per_hr, "started_at": time.time(),
+            "created_at": created_at,
             "status_file": f"{folder}/status.json"}
     (staging / "plan.json").write_text(json.dumps(plan, indent=1))
     say(f"uploading the tool, the campaign and {len(c.jobs)} dataset(s) to the controller")
@@ -428,7 +430,8 @@ def _ship(c: Campaign, cloud: Any, remote: Any, wheel: Path, pod: Any, jobs_budg
     remote.put_tree(staging, folder, progress=False)
     for job in c.jobs:
         remote.put_tree(job.dataset, f"{folder}/datasets/{job.name}", progress=False)
-    command = (f"python3 -m pip --isolated install --quiet --disable-pip-version-check --index-url "
+    # no pip config file: the pod's own may say no-index (the sandbox's image does); this install names its index
+    command = (f"PIP_CONFIG_FILE=/dev/null python3 -m pip install --quiet --disable-pip-version-check --index-url "
                f"{shlex.quote(cloud.package_index)} -c constraints.txt {shlex.quote(wheel.name)} && "
                "exec python3 -m pistachio_infra.campaign.controller plan.json")
     remote.start_detached(CONTROLLER_JOB, command, env=controller_env(cloud, c, folder), cwd=folder)

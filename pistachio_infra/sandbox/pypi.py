@@ -3,8 +3,9 @@
 - the stand-in wheels that a pod bootstrap installs and the pod image lacks (today: flash-attn, whose stand-in
   package is standins/flash_attn/). The bootstrap downloads them for real, by URL, with pip's hash check, exactly as
   it downloads the pinned release asset from GitHub on RunPod; only the URL and the sha256 differ;
-- what PyPI serves a managed campaign's controller pod (campaign/managed.py): every distribution pistachio-infra
-  depends on, at the version installed beside the sandbox (the project's lock), as a wheel. The sandbox has no
+- what PyPI serves a managed campaign's controller pod (campaign/managed.py): every distribution installed beside
+  the sandbox (the project's lock, so pistachio-infra's dependencies with their extras), at that version, as a
+  wheel. The sandbox has no
   network, so each wheel is rebuilt from the installed files (its dist-info's RECORD and WHEEL tags), on first
   request, and cached; pip installs them from `simple/<project>/` like from pypi.org/simple (PEP 503 pages with
   #sha256= fragments, which pip checks).
@@ -82,18 +83,15 @@ def _canonical(name: str) -> str:
 
 
 def dependency_dists(root: str = "pistachio-infra") -> dict[str, metadata.Distribution]:
-    """PEP 503 name -> the installed distribution, for everything `root` needs (not `root` itself: the client ships
-    its own wheel). Empty when `root` is not installed here."""
-    from packaging.requirements import Requirement
-
-    from .image import _closure
-
-    try:
-        top = metadata.distribution(root)
-    except metadata.PackageNotFoundError:
-        return {}
-    names = tuple(Requirement(r).name for r in top.requires or [] if Requirement(r).marker is None)
-    return {_canonical(d.metadata["Name"]): d for d in _closure(names)}
+    """PEP 503 name -> installed distribution, for every distribution installed beside the sandbox (the lock's
+    packages, extras included: pip asks for what `aiohttp[speedups]` needs too), except `root` itself (the client
+    ships its own wheel)."""
+    found: dict[str, metadata.Distribution] = {}
+    for dist in metadata.distributions():
+        name = _canonical(dist.metadata["Name"] or "")
+        if name and name != _canonical(root) and name not in found:
+            found[name] = dist
+    return found
 
 
 def _wheel_name(dist: metadata.Distribution) -> str:
