@@ -188,7 +188,8 @@ class Controller:
                     records.add_done(c.name, self.cloud.name, job, position=-len(self.done) + position)
                 self.state = "running"
                 ticker.start()
-                self.outcome = Executor(c, self.cloud, store, records, self.say, adopted=self.adopted).run()
+                self.outcome = Executor(c, self.cloud, store, records, self.say, adopted=self.adopted,
+                                        detach_on_loss=True).run()
                 self.state = "done" if self.outcome.complete else "stopped"
                 code = 0 if self.outcome.complete else 1
             finally:

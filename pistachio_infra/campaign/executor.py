@@ -83,10 +83,21 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _detach_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """A managed campaign's worker whose controller dies gets SIGINT, which a supervised run takes as "detach": a job
+    pod past its upload finishes and publishes on its own (a new controller adopts it); one before tears down."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG
+
+
 class Executor:
     def __init__(self, campaign: Campaign, cloud: Any, store: Store, records: CampaignRecords, say: Any,
-                 adopted: dict[str, dict[str, Any]] | None = None) -> None:
+                 adopted: dict[str, dict[str, Any]] | None = None, detach_on_loss: bool = False) -> None:
         self.c = campaign
+        # a managed campaign's controller: losing it detaches its jobs instead of stopping them
+        self.detach_on_loss = detach_on_loss
         # job -> its live pod, left by a lost controller (campaign/controller.py): watched to its published result
         # on its first launch instead of trained again
         self.adopted = dict(adopted or {})
@@ -275,7 +286,8 @@ class Executor:
             log.flush()
             proc = subprocess.Popen(
                 [sys.executable, "-m", "pistachio_infra.campaign.worker", str(req_path), str(res_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=_detach_with_parent if self.detach_on_loss else _die_with_parent,
             )
         self.running[job] = Running(job, proc, res_path, allowance, baseline, price, time.time())
         self.records.update_job(self.c.name, self.cloud_name, job, status="running", attempts=attempt, pid=proc.pid,
