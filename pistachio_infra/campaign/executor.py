@@ -21,6 +21,7 @@ kept, the others continue from their last finished stage.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -84,12 +85,12 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 def _detach_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """A managed campaign's worker whose controller dies gets SIGINT, which a supervised run takes as "detach": a job
-    pod past its upload finishes and publishes on its own (a new controller adopts it); one before tears down."""
+    """A managed campaign's worker whose controller dies gets SIGUSR1 (worker.py: "detach"): a job pod past its
+    upload finishes and publishes on its own (a new controller adopts it); one before it tears down."""
     if sys.platform.startswith("linux"):
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGUSR1)  # PR_SET_PDEATHSIG
 
 
 class Executor:
@@ -271,6 +272,8 @@ class Executor:
         attempt = int(row["attempts"] or 0) + 1
         request = {"source": str(self.c.path), "job": job, "gpu_class": row["gpu_class"],
                    "data_center": row["data_center_id"], "warm": bool(row["warm"]), "max_hours": max_s / 3600}
+        if self.detach_on_loss:
+            request["managed"] = True
         adopt = self.adopted.pop(job, None)
         if adopt is not None:  # it runs on its own pod already: watch it, train nothing
             request["adopt"] = adopt
@@ -288,6 +291,9 @@ class Executor:
                 [sys.executable, "-m", "pistachio_infra.campaign.worker", str(req_path), str(res_path)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 preexec_fn=_detach_with_parent if self.detach_on_loss else _die_with_parent,
+                # losing the controller detaches at once: no window for a "second Ctrl-C" (the kernel's parent-death
+                # signal can come twice) to stop the job
+                env={**os.environ, "PISTACHIO_DETACH_GRACE_S": "0"} if self.detach_on_loss else None,
             )
         self.running[job] = Running(job, proc, res_path, allowance, baseline, price, time.time())
         self.records.update_job(self.c.name, self.cloud_name, job, status="running", attempts=attempt, pid=proc.pid,

@@ -29,6 +29,8 @@ def main(argv: list[str]) -> int:
 
     console = Console(highlight=False, soft_wrap=True, width=160)
     result: dict = {"ok": False}
+    if req.get("managed"):
+        _detach_when_orphaned()
     try:
         with interruptible():
             campaign = load_campaign(req["source"])
@@ -60,6 +62,22 @@ def main(argv: list[str]) -> int:
         return 1
     finally:
         result_path.write_text(json.dumps(result))
+
+
+def _detach_when_orphaned() -> None:
+    """A managed campaign's worker: its controller's death (SIGUSR1, the parent-death signal the executor sets) is
+    one Ctrl-C, which a supervised run takes as "detach" (the pod goes on). The kernel sends the signal again when a
+    later parent dies too; only the first one counts."""
+    import signal
+
+    seen: list[int] = []
+
+    def lost(signum: int, frame: Any) -> None:
+        if not seen:
+            seen.append(signum)
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGUSR1, lost)
 
 
 def adopt(campaign: Any, job: str, pod: dict[str, Any], console: Any) -> dict[str, Any]:
