@@ -326,7 +326,7 @@ def detach(c: Campaign, cloud: Any, *, yes: bool, say: Any) -> Detach:
                  f"{usd(reserve, like=c.settings.budget_usd)} reserved, it ends itself after "
                  f"{max_s / 3600:.1f} h at the latest"]
         if prior:
-            lines.append(f"  earlier controllers of this campaign spent {usd(prior, like=c.settings.budget_usd)}")
+            lines.append(f"  earlier controllers of this campaign spent ${prior:.4f} (RunPod's billing)")
         if done:
             lines.append(f"  published already (kept): {', '.join(sorted(done))}")
         if adopt:

@@ -160,7 +160,8 @@ def test_a_killed_controller_loses_no_job_and_a_second_detach_adopts_the_running
     assert cli("campaign", "run", str(camp), "--detach",
                env={"PISTACHIO_PAUSE_AT": f"train-launched:@{release}"}).returncode == 0
     (first,) = _controllers(admin)
-    wait_until(lambda: _training(admin), 900, "a job pod's supervisor training")
+    # both running jobs (concurrency 2) past their upload, training, held before they publish
+    wait_until(lambda: len(_training(admin)) == 2, 900, "two job pods' supervisors training")
     pid = wait_until(lambda: _controller_pid(admin, first["id"]), 120, "the controller's process")
     running = {_job_of(p) for p in _training(admin)}
     os.kill(pid, signal.SIGKILL)  # the controller dies (killed, preempted): its job pods do not
@@ -170,7 +171,14 @@ def test_a_killed_controller_loses_no_job_and_a_second_detach_adopts_the_running
     again = cli("campaign", "run", str(camp), "--detach")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "adopted" in again.stdout, again.stdout
-    release.touch()
+
+    def adopted() -> list[str]:  # the new controller's live status (over SSH) names the job pods it watches
+        status = cli("campaign", "status", str(camp), "--json")
+        campaigns = json.loads(status.stdout)["campaigns"] if status.returncode == 0 else []
+        return [job for c in campaigns for job in c.get("managed", {}).get("adopted", [])]
+
+    assert set(wait_until(adopted, 900, "the new controller adopting the running job pods", interval=2)) == running
+    release.touch()  # only now may the adopted pods publish: their results are the adopted ones
     wait_until(lambda: not live_pods(admin) and all(_published(sandbox, j) for j in jobs), 1500,
                "every job published and every pod terminated")
     assert len(_controllers(admin)) == 2
@@ -185,4 +193,5 @@ def test_a_killed_controller_loses_no_job_and_a_second_detach_adopts_the_running
     status = cli("campaign", "status", str(camp), "--json")
     (c,) = json.loads(status.stdout)["campaigns"]
     assert c["status"] == "done" and c["managed"]["prior_usd"] > 0  # the lost controller's pods are counted
-    assert set(running) and c["managed"]["adopted"]
+    assert set(c["managed"]["adopted"]) == running
+    assert all(j["status"] == "done" for j in c["jobs"])
