@@ -121,7 +121,7 @@ def train_plan(job: Any, classes: Sequence[str], cloud: Any, store: Any, *, max_
             close()
     price = float(first.price_per_hr or 0.0)
     demand = demand_for(job, tuple(classes))
-    est = estimate(demand, first.gpu_class, price, timings_for("sandbox" if cloud.sandbox else "runpod", store),
+    est = estimate(demand, first.gpu_class, price, timings_for(cloud.name, store),
                    warm=volume_dc is not None)
     cap_usd = price * max_hours
     budget = f"watchdog ends the pod after {max_hours:g} h (≤ {usd(cap_usd)})"
@@ -132,9 +132,10 @@ def train_plan(job: Any, classes: Sequence[str], cloud: Any, store: Any, *, max_
                       seconds=est.seconds, usd=est.usd, budget=budget, fallback=_fallback(rest), notes=notes)
 
 
-def up_plan(api: Any, classes: Sequence[str], *, data_centers: Sequence[str], volume_dc: str | None,
-            max_hours: float, label: str, store: Any, cloud_name: str) -> RentalPlan:
-    """`up`: open-ended; from provision + bootstrap (low) to the watchdog's max runtime (high)."""
+def pod_plan(api: Any, classes: Sequence[str], *, what: str, max_hours: float, store: Any, cloud_name: str,
+             data_centers: Sequence[str] = (), volume_dc: str | None = None, use_s: float = 3600.0) -> RentalPlan:
+    """A pod without a training estimate (`up`, `rebuild`, `lock`): from provision + bootstrap (low) through
+    `use_s` of use (expected) to the watchdog's max runtime (high)."""
     from .campaign.costmodel import timings_for
     from .money import usd
 
@@ -143,9 +144,9 @@ def up_plan(api: Any, classes: Sequence[str], *, data_centers: Sequence[str], vo
     t = timings_for(cloud_name, store)
     ready = t.provision_s[1] + (t.bootstrap_warm_s if volume_dc else t.bootstrap_cold_s)[1]
     high = max_hours * 3600
-    return RentalPlan(what=f"up ({label} pod, kept until `down` or its watchdog)", gpu_class=first.gpu_class,
-                      data_center=first.data_center_id, price_per_hr=price, seconds=None,
-                      usd=(price * ready / 3600, price * min(ready + 3600, high) / 3600, price * high / 3600),
+    return RentalPlan(what=what, gpu_class=first.gpu_class, data_center=first.data_center_id, price_per_hr=price,
+                      seconds=None,
+                      usd=(price * ready / 3600, price * min(ready + use_s, high) / 3600, price * high / 3600),
                       budget=f"watchdog ends the pod after {max_hours:g} h (≤ {usd(price * max_hours)})",
                       fallback=_fallback(rest),
-                      notes=[*notes, f"ready in about {duration(ready)}; expected = ready + 1 h of use"])
+                      notes=[*notes, f"ready in about {duration(ready)}; expected = ready + {duration(use_s)} of use"])

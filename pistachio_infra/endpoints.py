@@ -28,8 +28,24 @@ CloudName = Literal["runpod", "sandbox"]
 LABELS: dict[CloudName, str] = {"runpod": "RunPod", "sandbox": "sandbox"}
 
 
+class _Named:
+    """`name` and `label` of whatever knows whether it is the sandbox (a resolved `Cloud`, the CLI's `CloudChoice`)."""
+
+    sandbox: bool
+
+    @property
+    def name(self) -> CloudName:
+        """Which cloud this is, as recorded in state, ledgers, timings and locks."""
+        return "sandbox" if self.sandbox else "runpod"
+
+    @property
+    def label(self) -> str:
+        """The cloud's name as a person reads it ("RunPod", "sandbox")."""
+        return LABELS[self.name]
+
+
 @dataclass(frozen=True)
-class Cloud:
+class Cloud(_Named):
     rest_url: str  # REST v2 base, e.g. https://api.runpod.io/v2
     graphql_base: str  # what the runpod SDK calls RUNPOD_API_BASE_URL (it appends /graphql)
     api_key: str
@@ -48,16 +64,6 @@ class Cloud:
     def __repr__(self) -> str:  # never show the key
         return f"Cloud(rest_url={self.rest_url!r}, sandbox={self.sandbox})"
 
-    @property
-    def name(self) -> CloudName:
-        """Which cloud this is, as recorded in state, ledgers, timings and locks."""
-        return "sandbox" if self.sandbox else "runpod"
-
-    @property
-    def label(self) -> str:
-        """The cloud's name as a person reads it ("RunPod", "sandbox")."""
-        return LABELS[self.name]
-
     def http_url(self, pod_id: str, private_port: int, http_ports: dict[int, int]) -> str | None:
         """The URL of a pod's exposed http port; None while the template needs a public port not assigned yet."""
         public = http_ports.get(private_port)
@@ -66,21 +72,13 @@ class Cloud:
         return self.http_url_template.format(pod_id=pod_id, private_port=private_port, public_port=public)
 
 
-class CloudChoice:
+class CloudChoice(_Named):
     """Which cloud a CLI invocation talks to: chosen once at the entry point (`--sandbox` or PISTACHIO_SANDBOX), kept
     as click's context object, and resolved into a `Cloud` (the sandbox started, the key read) once, on first use."""
 
     def __init__(self, sandbox: bool) -> None:
         self.sandbox = sandbox
         self._cloud: Cloud | None = None
-
-    @property
-    def name(self) -> CloudName:
-        return "sandbox" if self.sandbox else "runpod"
-
-    @property
-    def label(self) -> str:
-        return LABELS[self.name]
 
     def hub(self) -> tuple[str, str | None]:
         """The Hugging Face hub (endpoint, token) of this cloud, without needing RunPod's key."""

@@ -82,12 +82,14 @@ def container_with_flash_attn(image: Any, dest: Path) -> Path:
     return bin_dir
 
 
-RENTING = (("train",), ("up",), ("campaign", "run"))
+RENTING = (("train",), ("up",), ("campaign", "run"), ("rebuild",))
 
 
 def confirmed(args: tuple[str, ...] | list[str]) -> list[str]:
-    """`args` with `--yes` added when the command rents (train, up, campaign run): the tests run without a terminal,
-    where those commands refuse to rent unless told yes (tests/test_people_first.py covers the question itself)."""
+    """`args` with `--yes` added when the command rents (train, up, campaign run, rebuild, a `lock` that reads its
+    packages from a pod it rents): the tests run without a terminal, where those commands refuse to rent unless told
+    yes (tests/pipeline/test_confirm_e2e.py covers the question itself)."""
     words = [a for a in args if a != "--sandbox"]
     rents = any(tuple(words[:len(r)]) == r for r in RENTING)
+    rents |= words[:1] == ["lock"] and not {"--check", "--from-pod", "--upgrade"} & set(words)
     return [*args, "--yes"] if rents and not {"--help", "-h", "--yes", "-y"} & set(args) else list(args)

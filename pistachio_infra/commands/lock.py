@@ -53,8 +53,28 @@ def _show(console: Any, report: DriftReport, *, title: str, show_all: bool, old:
     console.print(f"[dim]{summary}[/dim]")
 
 
-def _freeze_by_renting(cloud: Cloud, gpu: tuple[str, ...], console: Any) -> Any:
-    """A freeze function that rents a pod, bootstraps it at the lock's commits, reads it and terminates it."""
+def _ask_to_rent(cloud: Cloud, classes: tuple[str, ...], *, what: str, max_hours: float, use_s: float, yes: bool,
+                 command: str, console: Any) -> None:
+    """Print what the pod will cost and ask, as `up` and `train` do (confirm.py); nothing is rented on no."""
+    from contextlib import closing
+
+    from ..confirm import ask, pod_plan
+    from ..runpod import connect
+    from ..state import Store
+
+    api = connect(cloud)
+    try:
+        with closing(Store()) as store:
+            plan = pod_plan(api, classes, what=what, max_hours=max_hours, store=store, cloud_name=cloud.name,
+                            use_s=use_s)
+    finally:
+        api.close()
+    ask(plan.lines(), yes=yes, command=command, echo=lambda line: console.print(line, markup=False))
+
+
+def _freeze_by_renting(cloud: Cloud, gpu: tuple[str, ...], console: Any, *, yes: bool) -> Any:
+    """A freeze function that rents a pod (after asking), bootstraps it at the lock's commits, reads it and
+    terminates it."""
     from ..lock.rebuild import bootstrap_for_lock, freeze_from
     from ..pods import PodSpec
     from ..pods.session import pod_session
@@ -66,6 +86,8 @@ def _freeze_by_renting(cloud: Cloud, gpu: tuple[str, ...], console: Any) -> Any:
     def freeze(lock: Lock) -> Lock:
         spec = PodSpec(purpose="lock", label="lock", gpu_classes=classes, public_key=public_key())
         policy = WatchdogPolicy.from_env(max_runtime_s=LOCK_WATCHDOG_HOURS * 3600)
+        _ask_to_rent(cloud, classes, what="lock (a pod that reads the installed package set, then is terminated)",
+                     max_hours=LOCK_WATCHDOG_HOURS, use_s=300, yes=yes, command="lock", console=console)
         console.print(f"  renting a pod ({' → '.join(classes)}) to read the installed package set")
         with pod_session(spec, policy=policy, models=None, cloud=cloud,
                          report=lambda m: console.print(f"  [dim]•[/dim] {m}")) as session:
@@ -119,7 +141,8 @@ class _pod_remote:
 @click.option("--upgrade", is_flag=False, flag_value="all", default=None, metavar="[COMPONENT]",
               help="Re-resolve COMPONENT (all, tool, image, a repo, python, models, a model, gpu-classes), show the "
               "diff, then write.")
-@click.option("-y", "--yes", is_flag=True, help="With --upgrade: write without asking.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask: rent the pod that reads the package set, and with "
+              "--upgrade write the changes.")
 @click.option("--from-pod", "from_pod", metavar="POD",
               help="Read the Python packages from this bootstrapped pod instead of renting one.")
 @click.option("--gpu", multiple=True, help="Class(es) for the pod rented to read the package set "
@@ -193,7 +216,7 @@ def lock(out: Path, check_pod: str | None, upgrade: str | None, yes: bool, from_
         raise ConfigError(f"{out} does not exist, so there is nothing to upgrade", "write it first with `lock`")
     old = load_lock(out) if upgrade is not None else None
     cloud = resolve_cloud()
-    freeze = _freeze_from_pod(from_pod) if from_pod else _freeze_by_renting(cloud, gpu, console)
+    freeze = _freeze_from_pod(from_pod) if from_pod else _freeze_by_renting(cloud, gpu, console, yes=yes)
     if upgrade is None:
         lock_data = new_lock(cloud, models or DEFAULT_MODELS, freeze)
         write_lock(lock_data, out)
@@ -232,8 +255,9 @@ def _describe(lock: Lock) -> str:
               help="Terminate after this long with no client attached, no job running and nobody logged in.")
 @click.option("--keep/--no-keep", default=True, show_default=True,
               help="Keep the verified pod running (until `down` or its watchdog); --no-keep only proves the lock.")
+@click.option("-y", "--yes", is_flag=True, help="Rent without asking (needed without a terminal).")
 def rebuild(lock_path: Path, gpu: tuple[str, ...], max_hours: float, idle_minutes: float,
-            keep: bool) -> None:
+            keep: bool, yes: bool) -> None:
     """Rent a pod and bootstrap it exactly as the lock says: pinned commits, the frozen package set, model files at
     their pinned revisions checked against their sha256; then verify that nothing differs."""
     from ..endpoints import resolve_cloud
@@ -254,6 +278,9 @@ def rebuild(lock_path: Path, gpu: tuple[str, ...], max_hours: float, idle_minute
     check_cloud(pinned, cloud, str(lock_path))
     policy = WatchdogPolicy.from_env(max_runtime_s=max_hours * 3600, idle_s=idle_minutes * 60)
     spec = PodSpec(purpose="rebuild", label=lock_path.stem, gpu_classes=classes, public_key=public_key())
+    kept = "kept until `down` or its watchdog" if keep else "terminated after the check"
+    _ask_to_rent(cloud, classes, what=f"rebuild {lock_path} ({kept})", max_hours=max_hours,
+                 use_s=3600 if keep else 300, yes=yes, command="rebuild", console=console)
     with pod_session(spec, policy=policy, models=None, keep=keep, cloud=cloud,
                      report=lambda m: console.print(f"  [dim]•[/dim] {m}")) as session:
         console.print(f"  rebuilding {session.name} from {lock_path} (digest {pinned.digest()[:12]})")

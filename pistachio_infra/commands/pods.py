@@ -44,10 +44,6 @@ def _open() -> tuple[Cloud, RunPodApi, Store]:
     return cloud, connect(cloud), Store()
 
 
-def _cloud_name(cloud: Cloud) -> str:
-    return cloud.name
-
-
 # --- up ---------------------------------------------------------------------------------------------------
 
 
@@ -139,11 +135,12 @@ def up(
         from ..comfy.pod import precheck
 
         precheck(workflow, loras, cloud, yes=best)
-    from ..confirm import ask, up_plan
+    from ..confirm import ask, pod_plan
 
-    plan = up_plan(api, classes, data_centers=data_centers, volume_dc=volume_dc if volume_id else None,
-                   max_hours=max_hours, label=label or ("comfyui" if comfyui else "interactive"), store=store,
-                   cloud_name=_cloud_name(cloud))
+    plan = pod_plan(api, classes, what=f"up ({label or ('comfyui' if comfyui else 'interactive')} pod, kept until "
+                    "`down` or its watchdog)", data_centers=data_centers,
+                    volume_dc=volume_dc if volume_id else None, max_hours=max_hours, store=store,
+                    cloud_name=cloud.name)
     ask(plan.lines(), yes=yes, command="up", echo=lambda line: console.print(line, markup=False))
     spec = PodSpec(
         purpose="up",
@@ -321,7 +318,7 @@ def status(show_all: bool, as_json: bool) -> None:
     if as_json:
         from ..jsonout import emit, iso
 
-        emit({"cloud": _cloud_name(cloud), "pods": [{**r, "watchdog_deadline": iso(r["watchdog_deadline"])}
+        emit({"cloud": cloud.name, "pods": [{**r, "watchdog_deadline": iso(r["watchdog_deadline"])}
                                                     for r in rows],
               "total_usd_so_far": total})
         return
@@ -344,7 +341,7 @@ def status(show_all: bool, as_json: bool) -> None:
 def _status_rows(store: Store, api: RunPodApi, cloud: Cloud, show_all: bool) -> list[dict[str, Any]]:
     from ..pods import NAME_PREFIX
 
-    records = store.pods(cloud=_cloud_name(cloud), live_only=not show_all)
+    records = store.pods(cloud=cloud.name, live_only=not show_all)
     live = {p.id: p for p in api.list_pods()}
     now = time.time()
     rows: list[dict[str, Any]] = []
@@ -590,7 +587,7 @@ def down(pod: str | None, everything: bool) -> None:
     console = _console()
     lifecycle = PodLifecycle(api, store, cloud)
     if everything:
-        targets = [r.name for r in store.pods(cloud=_cloud_name(cloud), live_only=True)]
+        targets = [r.name for r in store.pods(cloud=cloud.name, live_only=True)]
     else:
         rec, live = _find(store, api, pod or "")
         targets = [rec.name if rec else live.id]  # type: ignore[union-attr]

@@ -147,7 +147,7 @@ def doctor(live: bool, project_path: Path | None, as_json: bool) -> None:
         import dataclasses
         import json
 
-        click.echo(json.dumps({"cloud": "sandbox" if choice.sandbox else "runpod", "ready": not missing,
+        click.echo(json.dumps({"cloud": choice.name, "ready": not missing,
                                "checks": [dataclasses.asdict(c) for c in checks]}, indent=2))
         if missing:
             raise SystemExit(EXIT_CONFIG)

@@ -260,11 +260,35 @@ def project_key(req: TrainRequest) -> str:
     return str(Path(req.base_dir).resolve())
 
 
+def _unfinished_run(req: TrainRequest, store: Store, cloud: Any) -> dict | None:
+    last = store.latest_job(req.job.name, cloud=cloud.name, campaign=req.campaign, project=project_key(req))
+    return last if last is not None and last["status"] != "done" else None
+
+
+def _resumes(req: TrainRequest, last: dict | None, fingerprint: str) -> bool:
+    return last is not None and not req.restart and last["spec"].get("fingerprint") == fingerprint
+
+
+def _rented_already(req: TrainRequest, store: Store, cloud: Any, fingerprint: str) -> str | None:
+    """The live pod a resumed run re-attaches to, if any: then nothing new is rented and there is nothing to ask."""
+    last = _unfinished_run(req, store, cloud)
+    if not _resumes(req, last, fingerprint) or not store.pods(live_only=True, job_id=last["id"]):
+        return None
+    from ..pods import PodLifecycle
+    from ..runpod import connect
+
+    api = connect(cloud)
+    try:
+        return PodLifecycle(api, store, cloud).reusable(last["id"])
+    finally:
+        api.close()
+
+
 def _open_run(req: TrainRequest, store: Store, cloud: Any, fingerprint: str, console: Any) -> tuple[int, dict]:
     cloud_name = cloud.name
-    last = store.latest_job(req.job.name, cloud=cloud_name, campaign=req.campaign, project=project_key(req))
-    if last is not None and last["status"] != "done":
-        if not req.restart and last["spec"].get("fingerprint") == fingerprint:
+    last = _unfinished_run(req, store, cloud)
+    if last is not None:
+        if _resumes(req, last, fingerprint):
             console.print(f"  resuming run {last['id']} of {req.job.name} (started "
                           f"{last['spec'].get('stamp')}); --restart starts over", highlight=False)
             return last["id"], last["spec"]
@@ -298,7 +322,12 @@ def _run(req: TrainRequest, console: Any, store: Store) -> TrainResult:
     console.print(f"[bold]{req.job.name}[/bold]: preflight", highlight=False)
     dataset, cloud, classes, fingerprint = preflight(req)
     if req.confirm is not None:
-        req.confirm(classes, cloud, store)
+        live = _rented_already(req, store, cloud, fingerprint)
+        if live is None:
+            req.confirm(classes, cloud, store)
+        else:
+            console.print(f"  {live} is already rented for this run: re-attaching, nothing new to confirm",
+                          highlight=False)
     job_id, spec = _open_run(req, store, cloud, fingerprint, console)
     stages = Stages(store, job_id, lambda m: console.print(f"  {m}", highlight=False, soft_wrap=True))
     ctx = RunContext(

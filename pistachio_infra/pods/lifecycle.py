@@ -310,6 +310,14 @@ class PodLifecycle:
                 return "died", current, 0.0, 0.0
             last = current
 
+    def reusable(self, job_id: int) -> str | None:
+        """The record name of the job's live pod that `acquire` would reuse, changing nothing (a resumed `train`
+        does not ask to rent what it already rents)."""
+        for rec in self.store.pods(live_only=True, job_id=job_id):
+            if rec.cloud == self.cloud_name and _answers(self._api_pod(rec)):
+                return rec.name
+        return None
+
     def _settle_existing(self, job_id: int, *, reuse: bool) -> ReadyPod | None:
         """Reuse the job's live pod if it still answers SSH; terminate every other one (one billing pod)."""
         chosen: ReadyPod | None = None
@@ -317,14 +325,7 @@ class PodLifecycle:
             if rec.cloud != self.cloud_name:
                 continue
             pod = self._api_pod(rec)
-            usable = (
-                reuse
-                and chosen is None
-                and pod is not None
-                and pod.ssh_ready
-                and ssh_banner(pod.ssh_host or "", pod.ssh_port or 0)
-            )
-            if usable and pod is not None:
+            if reuse and chosen is None and pod is not None and _answers(pod):
                 self.touched.append(rec.name)
                 self.store.update_pod(rec.name, status="ready", ssh_host=pod.ssh_host, ssh_port=pod.ssh_port)
                 self.report(f"reusing {rec.name} ({pod.id})")
@@ -392,3 +393,8 @@ class PodLifecycle:
             if pod is not None or time.monotonic() >= deadline:
                 return pod
             time.sleep(min(self.timings.poll_s, 1.0))
+
+
+def _answers(pod: Pod | None) -> bool:
+    """RunPod lists the pod with an SSH endpoint, and its sshd sends a banner."""
+    return pod is not None and pod.ssh_ready and bool(ssh_banner(pod.ssh_host or "", pod.ssh_port or 0))

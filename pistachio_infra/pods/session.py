@@ -122,7 +122,7 @@ def pod_session(
             deadline = _settle_deadline(store, ready, policy)
             t1 = time.monotonic()
             remote = connect_remote(store, ready)
-            install(remote, policy, pod_id=ready.pod.id, rest_url=cloud.rest_url, deadline_epoch=deadline)
+            install_watchdog(remote, policy, pod_id=ready.pod.id, rest_url=cloud.rest_url, deadline_epoch=deadline)
             heartbeat = Heartbeat(lambda: connect_remote(store, ready, timeout=30), policy.heartbeat_s).start()
             t2 = time.monotonic()
             say(f"{ready.name}: watchdog terminates it by {time.strftime('%H:%M:%S', time.localtime(deadline))}")
@@ -175,6 +175,14 @@ def pod_session(
                 if failures and sys.exc_info()[1] is None:
                     raise TerminateFailed(stuck, "; ".join(why for _, why in failures),
                                           first.watchdog_deadline if first else None)
+
+
+def install_watchdog(remote: Any, policy: WatchdogPolicy, *, pod_id: str, rest_url: str, deadline_epoch: float) -> None:
+    """`watchdog.install`, reconnecting and retrying after an SSH drop: the install is idempotent (it replaces an older
+    watchdog), and a drop in a pod's first seconds must not end a session that bootstrap would have survived."""
+    remote.resumable(
+        lambda: install(remote, policy, pod_id=pod_id, rest_url=rest_url, deadline_epoch=deadline_epoch)
+    )
 
 
 def _guarded(spec: PodSpec, policy: WatchdogPolicy, cloud: Cloud) -> PodSpec:

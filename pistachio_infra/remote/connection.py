@@ -229,7 +229,7 @@ class Remote:
             self.round_trips += 1
         return conn.sftp()
 
-    def _resumable(self, transfer_once: Callable[[], T]) -> T:
+    def resumable(self, transfer_once: Callable[[], T]) -> T:
         """Run an idempotent call, reconnecting after a dropped connection (transfers: manifests skip what arrived
         intact; detached jobs: see above)."""
         for attempt in range(TRANSFER_ATTEMPTS):
@@ -285,7 +285,7 @@ class Remote:
         """The pod's workspace directory: $PISTACHIO_WORKSPACE (the sandbox sets it) or /workspace."""
         if self._workspace is None:
             probe = 'printf %s "${PISTACHIO_WORKSPACE:-/workspace}"'
-            self._workspace = self._resumable(lambda: self.run(probe)).stdout.strip()
+            self._workspace = self.resumable(lambda: self.run(probe)).stdout.strip()
         return self._workspace
 
     @property
@@ -302,16 +302,16 @@ class Remote:
         self, name: str, command: str, *, env: dict[str, str] | None = None, cwd: str | None = None
     ) -> jobs.DetachedJob:
         launch_id = uuid.uuid4().hex
-        return self._resumable(lambda: jobs.start_detached(self, name, command, env=env, cwd=cwd, launch_id=launch_id))
+        return self.resumable(lambda: jobs.start_detached(self, name, command, env=env, cwd=cwd, launch_id=launch_id))
 
     def job(self, name: str) -> jobs.DetachedJob | None:
-        return self._resumable(lambda: jobs.job(self, name))
+        return self.resumable(lambda: jobs.job(self, name))
 
     def kill_job(self, name: str, signal: str = "TERM") -> None:
-        self._resumable(lambda: jobs.kill_job(self, name, signal))
+        self.resumable(lambda: jobs.kill_job(self, name, signal))
 
     def read_log(self, name: str, offset: int = 0) -> tuple[bytes, int]:
-        return self._resumable(lambda: jobs.read_log(self, name, offset))
+        return self.resumable(lambda: jobs.read_log(self, name, offset))
 
     def follow(
         self,
@@ -339,10 +339,10 @@ class Remote:
         progress: bool = True,
         include: Callable[[str], bool] | None = None,
     ) -> transfer.TransferStats:
-        return self._resumable(lambda: transfer.put_tree(self, Path(local), remote, progress=progress, include=include))
+        return self.resumable(lambda: transfer.put_tree(self, Path(local), remote, progress=progress, include=include))
 
     def get_file(self, remote: str, local: Path, *, expected_sha256: str | None = None, progress: bool = True) -> str:
-        return self._resumable(
+        return self.resumable(
             lambda: transfer.get_file(self, remote, Path(local), expected_sha256=expected_sha256, progress=progress)
         )
 
@@ -354,4 +354,4 @@ class Remote:
         include: Callable[[str], bool] | None = None,
         progress: bool = True,
     ) -> transfer.TransferStats:
-        return self._resumable(lambda: transfer.get_tree(self, remote, Path(local), include=include, progress=progress))
+        return self.resumable(lambda: transfer.get_tree(self, remote, Path(local), include=include, progress=progress))

@@ -6,10 +6,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import jsonschema
 import pytest
+from helpers import CLI
 from huggingface_hub import HfApi
 
 from pistachio_infra.catalog import RepoPin, sources
@@ -53,6 +55,11 @@ def test_lock_rebuild_check_then_upstream_changes_show_as_drift(sandbox, sandbox
     assert locked.python["system"].packages["flash-attn"] == "2.8.3+sandbox"
     assert locked.wheels["flash-attn"].sha256 == cloud.wheel_overrides["flash-attn"].sha256
     assert locked.models["wan21-t2v-14b"].files[0].revision == HfApi(endpoint=cloud.hf_endpoint).model_info(WAN).sha
+
+    unasked = subprocess.run([CLI, "rebuild", "--sandbox", "--lock", str(lock_file)], capture_output=True, text=True,
+                             stdin=subprocess.DEVNULL, timeout=240)
+    assert unasked.returncode == 2 and "no terminal to ask" in unasked.stderr, unasked.stdout + unasked.stderr
+    assert "rebuild " in unasked.stdout + unasked.stderr and live_pods(sandbox_admin) == []  # the plan, no pod
 
     rebuilt = cli("rebuild", "--sandbox", "--lock", str(lock_file))
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr

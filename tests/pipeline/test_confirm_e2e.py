@@ -39,9 +39,10 @@ def test_train_asks_on_a_terminal_and_a_no_rents_nothing(sandbox, sandbox_admin,
     assert sandbox_admin.pods() == []
 
 
-def test_without_a_terminal_train_and_up_refuse_in_one_line(sandbox, sandbox_admin, tmp_path):
+def test_without_a_terminal_train_up_and_lock_refuse_in_one_line(sandbox, sandbox_admin, tmp_path):
     project = write_project(tmp_path / "proj")
-    for args in (["train", "pip", "--project", str(project)], ["up", "--gpu", "a6000", "--no-models"]):
+    for args in (["train", "pip", "--project", str(project)], ["up", "--gpu", "a6000", "--no-models"],
+                 ["lock", "--out", str(tmp_path / "pistachio.lock")]):
         done = subprocess.run([CLI, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
         assert done.returncode == 2, done.stdout + done.stderr  # a usage error: the command needs --yes here
         errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]

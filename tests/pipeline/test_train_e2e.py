@@ -3,10 +3,12 @@ failures, a curve that never converges, two runs at once."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import live_pods, wait_until
+from helpers import CLI, live_pods, wait_until
 
 from .conftest import FAKE_SECRETS, cli, files_containing, kill, start_cli, write_project
 
@@ -214,8 +216,11 @@ def test_a_client_killed_right_after_the_launch_reattaches_to_that_training(sand
         runs = wait_until(lambda: _pod_runs(sandbox_admin), 180, "the trainer's run folder", proc)
     finally:
         kill(proc)
-    done = cli("train", "pip", "--project", str(project), env={"PISTACHIO_PAUSE_AT": ""})
+    # no --yes and no terminal: a rerun that only re-attaches to the pod it already rents has nothing to ask
+    done = subprocess.run([CLI, "train", "pip", "--project", str(project)], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=300, env={**os.environ, "PISTACHIO_PAUSE_AT": ""})
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "already rented for this run: re-attaching, nothing new to confirm" in done.stdout
     assert "re-attaching to the training" in done.stdout or "already finished" in done.stdout
     assert state.result("train")["run"] == runs[0].name and len(state.events("train_launch")) == 1
     assert live_pods(sandbox_admin) == []

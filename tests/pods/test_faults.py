@@ -4,20 +4,21 @@ test ends with 0 billing pods, with at most one billing pod at any moment."""
 from __future__ import annotations
 
 import itertools
+import time
 
 import pytest
 
 from pistachio_infra.endpoints import resolve_cloud
 from pistachio_infra.errors import PistachioError
 from pistachio_infra.pods import PodLifecycle, PodSpec
-from pistachio_infra.pods.session import pod_session
+from pistachio_infra.pods.session import connect_remote, install_watchdog, pod_session
 from pistachio_infra.pods.sshkeys import public_key
 from pistachio_infra.pods.watchdog import WatchdogPolicy
 from pistachio_infra.runpod import connect
 from pistachio_infra.runpod.port import AuthError, InsufficientBalanceError, NoCapacityError
 from pistachio_infra.state import Store
 
-from .conftest import live_pods
+from .conftest import live_pods, wait_until
 
 POLICY = WatchdogPolicy(max_runtime_s=600, idle_s=60, heartbeat_s=1)
 
@@ -157,6 +158,27 @@ def test_ssh_drop_during_bootstrap_is_reattached(sandbox, sandbox_admin, store):
     with pod_session(spec(), policy=POLICY, models=("wan21-t2v-14b",), store=store) as s:
         assert s.bootstrap is not None and {st["step"] for st in s.bootstrap.steps} >= {"models"}
         assert s.remote.run("echo still here").stdout.strip() == "still here"
+    assert live_pods(sandbox_admin) == []
+
+
+def test_ssh_drop_just_before_the_watchdog_install_is_reattached(sandbox, sandbox_admin, store):
+    """Where a timed drop lands depends on the machine's speed (CI once saw it cut the watchdog install, which did
+    not reconnect): here the connection the install uses is cut first, every time."""
+    job_id = store.create_job("faults", cloud="sandbox", spec={})
+    cloud = resolve_cloud()
+    ready = PodLifecycle(connect(cloud), store, cloud).acquire(spec(job_id=job_id))
+    remote = connect_remote(store, ready)
+    try:
+        assert remote.workspace  # read (and cached) before the cut, as a session's first command does
+        sandbox_admin.drop_ssh(ready.pod.id)
+        wait_until(lambda: not remote.connected, 60, "the dropped connection to be seen as closed")
+        install_watchdog(remote, POLICY, pod_id=ready.pod.id, rest_url=cloud.rest_url,
+                         deadline_epoch=time.time() + 600)
+        assert remote.connected and remote.run("echo still here").stdout.strip() == "still here"
+    finally:
+        remote.close()
+        with session(store=store, spec={"job_id": job_id}) as s:  # re-attaches to the pod and terminates it
+            assert s.pod.id == ready.pod.id
     assert live_pods(sandbox_admin) == []
 
 
