@@ -85,7 +85,8 @@ def test_detached_example_campaign_publishes_every_job_and_ends_every_pod_within
     wait_until(lambda: any(_published(sandbox, j) for j in jobs), 900, "a first job published")
     workspace = Path(controller["workspace"])  # still live: 3 jobs to go
     assert (workspace / ".pistachio" / "controller" / "status.json").is_file()
-    leaks = [f for f in workspace.rglob("*") if f.is_file() and _token().encode() in f.read_bytes()]
+    secrets = (_token().encode(), sandbox.api_key.encode())  # the HF token and the account's RunPod key
+    leaks = [f for f in workspace.rglob("*") if f.is_file() and any(k in f.read_bytes() for k in secrets)]
     assert leaks == []  # no key in the controller's plan, status, logs or state
 
     wait_until(lambda: not live_pods(sandbox_admin) and all(_published(sandbox, j) for j in jobs), 1500,
