@@ -196,3 +196,11 @@ def test_a_killed_controller_loses_no_job_and_a_second_detach_adopts_the_running
     assert c["status"] == "done" and c["managed"]["prior_usd"] > 0  # the lost controller's pods are counted
     assert set(c["managed"]["adopted"]) == running
     assert all(j["status"] == "done" for j in c["jobs"])
+
+
+def test_detach_without_a_durable_destination_is_refused_before_renting(sandbox, sandbox_admin, tmp_path):
+    camp = write_campaign(tmp_path, jobs=1)  # no hf_namespace: nothing to publish to, nothing to adopt from
+    done = cli("campaign", "run", str(camp), "--detach")
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "no durable destination" in done.stderr and "hf_namespace" in done.stderr
+    assert sandbox_admin.pods() == []
