@@ -1,4 +1,5 @@
-"""`demo`: the whole pipeline against the local sandbox with a generated character dataset ($0)."""
+"""`demo`: the whole pipeline against the local sandbox with a generated character dataset ($0), through the sample
+renders with and without the LoRA (on a ComfyUI pod of the sandbox, since the demo has no ComfyUI of its own)."""
 
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ def demo(images: int, epochs: int, keep_sandbox: bool, restart: bool) -> None:
     try:
         # the demo rents only sandbox pods ($0): the plan is shown, the question is implied
         result = run_training(TrainRequest(job=project.job("pip"), project=project, base_dir=project_dir,
-                                           restart=restart,
+                                           restart=restart, verify_on_pod=True,
                                            confirm=confirm_with(console, project.job("pip"), 12.0, yes=True,
                                                                 command="demo")), console)
     finally:

@@ -403,7 +403,9 @@ def _samples(verify: dict[str, Any] | None) -> dict[str, Any] | None:
              "without": SAMPLE_PREFIX + r["without"], "with_lora": SAMPLE_PREFIX + r["with_lora"]}
             for r in verify["samples"]]
     sheet = Path(verify["sheet"]).name if verify.get("sheet") else "samples.png"
-    return {"rows": rows, "sheet": SAMPLE_PREFIX + sheet, "where": verify.get("url"),
+    # in words, not the URL: a rented pod's ComfyUI is gone after the run, and an exported page links nowhere live
+    where = {"pod": "a rented ComfyUI pod", "comfyui": "your ComfyUI"}.get(verify.get("where") or "")
+    return {"rows": rows, "sheet": SAMPLE_PREFIX + sheet, "where": where,
             "seconds": verify.get("seconds")}
 
 

@@ -91,6 +91,7 @@ def test_dashboard_follows_the_demo_and_exports_the_same_pages(sandbox_factory, 
     server_text = _live_text(browser)
     assert f"Chosen: step {chosen}" in server_text and "Installed LoRA:" in server_text
     assert "10 images · 8 train / 2 eval" in server_text
+    assert "rendered on a rented ComfyUI pod" in server_text  # the demo's samples (it has no ComfyUI of its own)
     _assert_images_loaded(browser, 10)
 
     # the screenshot of the job page is not blank, and neither is the chart in it

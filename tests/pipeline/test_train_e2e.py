@@ -156,7 +156,11 @@ def test_demo_runs_the_whole_pipeline(sandbox, sandbox_admin, tmp_path):
     assert len(loras) == 1 and _open_lora(loras[0]) > 0
     report = next((tmp_path / "demo-project" / "runs" / "pip").glob("*/report.md"))
     assert str(report) in done.stdout.replace("\n", "")
-    assert live_pods(sandbox_admin) == [] and len(sandbox_admin.pods()) == 1
+    # the samples, with and without the LoRA, rendered on a ComfyUI pod of the sandbox: the demo has no ComfyUI
+    assert (report.parent / "samples.png").stat().st_size > 0
+    assert "(samples.png)" in report.read_text() and "(samples/00-with.png)" in report.read_text()
+    assert live_pods(sandbox_admin) == []
+    assert sorted(p["name"].split("-")[1] for p in sandbox_admin.pods()) == ["comfyui", "job"]
 
 
 def test_the_job_budget_caps_the_pods_watchdog_runtime(sandbox, sandbox_admin, tmp_path):
