@@ -19,6 +19,7 @@ RUNPOD_GRAPHQL_BASE = "https://api.runpod.io"
 HF_ENDPOINT = "https://huggingface.co"
 # where a pod's exposed `N/http` port answers: RunPod's HTTPS proxy (needs no public port)
 RUNPOD_HTTP_URL = "https://{pod_id}-{private_port}.proxy.runpod.net"
+PYPI_INDEX_URL = "https://pypi.org/simple/"  # where pods install Python packages from (a managed campaign's tool)
 SANDBOX_HTTP_URL = "http://127.0.0.1:{public_port}"
 
 
@@ -57,6 +58,8 @@ class Cloud(_Named):
     wheel_overrides: dict[str, WheelPin] = field(default_factory=dict)
     # a pod's exposed http port as a URL; fields: pod_id, private_port, public_port
     http_url_template: str = RUNPOD_HTTP_URL
+    # the package index (PEP 503) pods install Python packages from: PyPI, or the sandbox's
+    package_index: str = PYPI_INDEX_URL
 
     def __repr__(self) -> str:  # never show the key
         return f"Cloud(rest_url={self.rest_url!r}, sandbox={self.sandbox})"
@@ -118,7 +121,33 @@ def resolve_cloud() -> Cloud:
     return cloud_choice().resolve()
 
 
+def sandbox_cloud_description(cloud: Cloud) -> str:
+    """What another machine needs to reach the same sandbox (PISTACHIO_SANDBOX_CLOUD), without the key: a managed
+    campaign's controller pod gets this and RUNPOD_API_KEY through its environment."""
+    import json
+
+    return json.dumps({"rest_url": cloud.rest_url, "graphql_base": cloud.graphql_base,
+                       "hf_endpoint": cloud.hf_endpoint, "package_index": cloud.package_index,
+                       "repos": {k: vars(v) for k, v in cloud.repo_overrides.items()},
+                       "wheels": {k: vars(v) for k, v in cloud.wheel_overrides.items()}})
+
+
+def _described_sandbox(text: str) -> Cloud:
+    import json
+
+    data = json.loads(text)
+    return Cloud(
+        rest_url=data["rest_url"], graphql_base=data["graphql_base"],
+        api_key=get_secret("RUNPOD_API_KEY", required=True) or "", hf_endpoint=data["hf_endpoint"], hf_token=None,
+        sandbox=True, repo_overrides={k: RepoPin(**v) for k, v in data.get("repos", {}).items()},
+        wheel_overrides={k: WheelPin(**v) for k, v in data.get("wheels", {}).items()},
+        http_url_template=SANDBOX_HTTP_URL, package_index=data.get("package_index") or PYPI_INDEX_URL,
+    )
+
+
 def _resolve(sandbox: bool) -> Cloud:
+    if sandbox and get_settings().sandbox_cloud:  # a sandbox that runs elsewhere (a managed campaign's controller)
+        return _described_sandbox(get_settings().sandbox_cloud or "")
     if sandbox:
         from .sandbox.control import ensure_running
 
@@ -133,6 +162,7 @@ def _resolve(sandbox: bool) -> Cloud:
             repo_overrides=dict(info.repos),
             wheel_overrides=dict(info.wheels),
             http_url_template=SANDBOX_HTTP_URL,
+            package_index=info.index_url or PYPI_INDEX_URL,
         )
     knobs = get_settings()
     return Cloud(

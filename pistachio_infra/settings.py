@@ -32,6 +32,10 @@ Knobs (default in brackets; "-" means the built-in value of the code that uses i
     PULUMI_CONFIG_PASSPHRASE(_FILE)     whether the caller gives the stack passphrase [generated, kept 0600]
     PISTACHIO_SANDBOX_IMAGE_CACHE       the sandbox's pod image and stand-in repos [the user cache dir]
     PISTACHIO_SANDBOX_LOG_REQUESTS      1: the sandbox server logs every API request [off]
+    PISTACHIO_SANDBOX_CLOUD             a sandbox that runs elsewhere, as JSON URLs (a managed campaign's controller
+                                        pod; endpoints.sandbox_cloud_description) [unset: the local sandbox]
+    PISTACHIO_CONTROLLER_CPU_FLAVORS    CPU flavours a managed campaign's controller may rent, comma-separated
+                                        [any: the cheapest that fits]
     PATH                                handed to the child processes we start (git, pulumi)
     NO_COLOR                            set (any value): no colour anywhere, errors included (no-color.org) [unset]
     NETRC                               the netrc file `wandb login` wrote [~/.netrc]
@@ -64,7 +68,8 @@ NAMES: tuple[str, ...] = (
     "PISTACHIO_PAUSE_AT", "PISTACHIO_COMFY_DB_URL", "PISTACHIO_COMFY_DB",
     "PISTACHIO_PULUMI_ROOT", "PISTACHIO_PULUMI_CACHE", "XDG_CACHE_HOME",
     "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE",
-    "PISTACHIO_SANDBOX_IMAGE_CACHE", "PISTACHIO_SANDBOX_LOG_REQUESTS", "PATH", "NO_COLOR", "NETRC",
+    "PISTACHIO_SANDBOX_IMAGE_CACHE", "PISTACHIO_SANDBOX_LOG_REQUESTS", "PISTACHIO_SANDBOX_CLOUD",
+    "PISTACHIO_CONTROLLER_CPU_FLAVORS", "PATH", "NO_COLOR", "NETRC",
 )
 
 
@@ -116,6 +121,8 @@ class Settings:
     pulumi_passphrase_given: bool = False
     sandbox_image_cache: Path | None = None
     sandbox_log_requests: bool = False
+    sandbox_cloud: str | None = None  # PISTACHIO_SANDBOX_CLOUD
+    controller_cpu_flavors: tuple[str, ...] = ()  # PISTACHIO_CONTROLLER_CPU_FLAVORS
     path: str = "/usr/bin:/bin"
     no_color: bool = False  # NO_COLOR
     netrc: Path | None = None  # NETRC
@@ -198,6 +205,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
         pulumi_passphrase_given="PULUMI_CONFIG_PASSPHRASE" in env or "PULUMI_CONFIG_PASSPHRASE_FILE" in env,
         sandbox_image_cache=r.path("PISTACHIO_SANDBOX_IMAGE_CACHE"),
         sandbox_log_requests=r.flag("PISTACHIO_SANDBOX_LOG_REQUESTS"),
+        sandbox_cloud=r.text("PISTACHIO_SANDBOX_CLOUD"),
+        controller_cpu_flavors=tuple(f.strip() for f in env.get("PISTACHIO_CONTROLLER_CPU_FLAVORS", "").split(",")
+                                     if f.strip()),
         path=env.get("PATH", Settings.path),
         no_color=bool(env.get("NO_COLOR")),
         netrc=r.path("NETRC"),

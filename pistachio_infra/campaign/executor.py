@@ -21,6 +21,7 @@ kept, the others continue from their last finished stage.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -83,9 +84,24 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _detach_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """A managed campaign's worker whose controller dies gets SIGUSR1 (worker.py: "detach"): a job pod past its
+    upload finishes and publishes on its own (a new controller adopts it); one before it tears down."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGUSR1)  # PR_SET_PDEATHSIG
+
+
 class Executor:
-    def __init__(self, campaign: Campaign, cloud: Any, store: Store, records: CampaignRecords, say: Any) -> None:
+    def __init__(self, campaign: Campaign, cloud: Any, store: Store, records: CampaignRecords, say: Any,
+                 adopted: dict[str, dict[str, Any]] | None = None, detach_on_loss: bool = False) -> None:
         self.c = campaign
+        # a managed campaign's controller: losing it detaches its jobs instead of stopping them
+        self.detach_on_loss = detach_on_loss
+        # job -> its live pod, left by a lost controller (campaign/controller.py): watched to its published result
+        # on its first launch instead of trained again
+        self.adopted = dict(adopted or {})
         self.cloud = cloud
         self.cloud_name = cloud.name
         self.store = store
@@ -257,6 +273,11 @@ class Executor:
         attempt = int(row["attempts"] or 0) + 1
         request = {"source": str(self.c.path), "job": job, "gpu_class": row["gpu_class"],
                    "data_center": row["data_center_id"], "warm": bool(row["warm"]), "max_hours": max_s / 3600}
+        if self.detach_on_loss:
+            request["managed"] = True
+        adopt = self.adopted.pop(job, None)
+        if adopt is not None:  # it runs on its own pod already: watch it, train nothing
+            request["adopt"] = adopt
         req_path = self.folder / f"{job}.request.json"
         res_path = self.folder / f"{job}.result.json"
         log_path = self.folder / f"{job}.log"
@@ -264,11 +285,16 @@ class Executor:
         res_path.unlink(missing_ok=True)
         with log_path.open("a") as log:
             log.write(f"\n=== attempt {attempt}: {row['gpu_class']} in {row['data_center_id']}, allowance "
-                      f"${allowance:.4f}, watchdog {max_s:.0f}s ===\n")
+                      f"${allowance:.4f}, watchdog {max_s:.0f}s"
+                      f"{' (adopted pod ' + adopt['pod_name'] + ')' if adopt else ''} ===\n")
             log.flush()
             proc = subprocess.Popen(
                 [sys.executable, "-m", "pistachio_infra.campaign.worker", str(req_path), str(res_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=_detach_with_parent if self.detach_on_loss else _die_with_parent,
+                # losing the controller detaches at once: no window for a "second Ctrl-C" (the kernel's parent-death
+                # signal can come twice) to stop the job
+                env={**os.environ, "PISTACHIO_DETACH_GRACE_S": "0"} if self.detach_on_loss else None,
             )
         self.running[job] = Running(job, proc, res_path, allowance, baseline, price, time.time())
         self.records.update_job(self.c.name, self.cloud_name, job, status="running", attempts=attempt, pid=proc.pid,

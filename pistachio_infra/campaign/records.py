@@ -92,6 +92,13 @@ class CampaignRecords:
                     " updated_at = excluded.updated_at WHERE campaign_jobs.status != 'done'",
                     (name, cloud, job, pos, why, now))
 
+    def add_done(self, name: str, cloud: str, job: str, *, position: int) -> None:
+        """A job finished elsewhere (published by an earlier controller of a managed campaign): done, never run."""
+        self._db.execute(
+            "INSERT INTO campaign_jobs (campaign, cloud, job, position, status, updated_at) VALUES (?, ?, ?, ?, 'done',"
+            " ?) ON CONFLICT (campaign, cloud, job) DO UPDATE SET status = 'done', error = NULL",
+            (name, cloud, job, position, time.time()))
+
     def set_status(self, name: str, cloud: str, status: str) -> None:
         self._db.execute("UPDATE campaigns SET status = ?, updated_at = ? WHERE name = ? AND cloud = ?",
                          (status, time.time(), name, cloud))

@@ -16,7 +16,10 @@ def campaign() -> None:
     \b
     campaign plan FILE     the plan: class, data center, time and cost per job, total vs budget ($0)
     campaign run FILE      run it (resumes when run again); Ctrl-C stops every job and terminates its pod
-    campaign status [FILE] progress and money, live
+    campaign run FILE --detach   run it on a RunPod CPU pod (the controller) and return: close the laptop
+    campaign status [FILE] progress and money, live (a detached campaign's from its controller or its ledger)
+    campaign pull FILE     install every published LoRA of a detached campaign into ComfyUI
+    campaign stop FILE     stop a detached campaign: its controller and every job pod it started
     """
 
 
@@ -97,8 +100,14 @@ def plan_cmd(file: Path, timings: str | None, as_json: bool) -> None:
 @click.argument("file", type=click.Path(path_type=Path, exists=True))
 @click.option("--replan", is_flag=True, help="Plan the unfinished jobs again (live prices) instead of resuming.")
 @click.option("-y", "--yes", is_flag=True, help="Rent without asking (the plan and estimate are still printed).")
-def run_cmd(file: Path, replan: bool, yes: bool) -> None:
+@click.option("--detach", is_flag=True,
+              help="Run it on a small RunPod CPU pod (the controller, its cost within the budget) and return; needs "
+                   "hf_namespace. Again after a lost controller: a new one adopts the running and published jobs.")
+def run_cmd(file: Path, replan: bool, yes: bool, detach: bool) -> None:
     """Run FILE's campaign: concurrent jobs, each on its planned GPU, never past the budget. Run again to resume."""
+    if detach:
+        _run_detached(file, yes)
+        return
     from filelock import FileLock, Timeout
 
     from ..campaign.executor import Executor, plan_records
@@ -172,6 +181,58 @@ def run_cmd(file: Path, replan: bool, yes: bool) -> None:
         lock.release()
 
 
+def _run_detached(file: Path, yes: bool) -> None:
+    from ..campaign.managed import detach
+    from ..money import usd
+
+    console = _console()
+    c, cloud, written, _ = _setup(file)
+    for folder in written:
+        console.print(f"  generated sample images in {folder}")
+    started = detach(c, cloud, yes=yes, say=console.print)
+    console.print(f"campaign [bold]{c.name}[/bold] runs on its controller pod {started.pod_id} "
+                  f"({started.offer.flavor_id}, ${started.offer.price_per_hr:.3f}/h; jobs budget "
+                  f"{usd(started.jobs_budget_usd, like=c.settings.budget_usd)}, controller reserve "
+                  f"{usd(started.reserve_usd, like=c.settings.budget_usd)}): this machine can go")
+    console.print(f"  follow:  pistachio-infra campaign status {file}")
+    console.print(f"  results: pistachio-infra campaign pull {file}")
+    console.print(f"  stop:    pistachio-infra campaign stop {file}")
+
+
+@campaign.command("stop")
+@click.argument("file", type=click.Path(path_type=Path, exists=True))
+def stop_cmd(file: Path) -> None:
+    """Stop FILE's detached campaign: terminate its controller pod, then every job pod of the campaign."""
+    from ..campaign.managed import stop
+    from ..campaign.spec import load_campaign
+    from ..endpoints import resolve_cloud
+
+    console = _console()
+    c = load_campaign(file)
+    count = stop(c, resolve_cloud(), console.print)
+    console.print(f"campaign {c.name}: {count} pod(s) terminated" if count else
+                  f"campaign {c.name}: no live pod (nothing to stop)")
+
+
+@campaign.command("pull")
+@click.argument("file", type=click.Path(path_type=Path, exists=True))
+def pull_cmd(file: Path) -> None:
+    """Install every published LoRA of FILE's campaign into its ComfyUI folder, renting nothing."""
+    from ..campaign.managed import pull
+    from ..campaign.spec import load_campaign
+    from ..endpoints import resolve_cloud
+    from ..errors import PistachioError
+
+    console = _console()
+    c = load_campaign(file)
+    installed, missing = pull(c, resolve_cloud(), console.print)
+    console.print(f"campaign {c.name}: {len(installed)} of {len(c.jobs)} LoRA(s) installed"
+                  + (f"; not published (yet): {', '.join(missing)}" if missing else ""))
+    if not installed and missing:
+        raise PistachioError(f"campaign {c.name}: no job is published yet",
+                             f"see `pistachio-infra campaign status {file}`")
+
+
 def _campaign_spent(store: Any, name: str, cloud_name: str) -> float:
     from ..campaign.ledger import spent
 
@@ -192,7 +253,17 @@ def status_cmd(file: Path | None, watch: bool, as_json: bool) -> None:
     if file is not None:
         from ..campaign.spec import load_campaign
 
-        name = load_campaign(file).name
+        loaded = load_campaign(file)
+        name = loaded.name
+        managed = _managed(loaded)
+        if managed is not None:
+            if as_json:
+                from ..jsonout import emit
+
+                emit({"campaigns": [managed]})
+            else:
+                console.print(managed_table(managed))
+            return
     if as_json:
         from ..jsonout import emit
 
@@ -260,4 +331,55 @@ def status_table(name: str | None) -> Any:
         table.add_section()
         table.add_row(c["campaign"], "total", c["status"], "", "", c["cloud"], "", f"budget {usd(c['budget_usd'])}",
                       usd(c["spent_usd"], like=c["budget_usd"]), "")
+    return table
+
+
+def _managed(c: Any) -> dict[str, Any] | None:
+    """A detached campaign's status in status_data's shape (+ `managed`), or None when it never ran detached."""
+    if not c.project.project.hf_namespace:
+        return None
+    from ..campaign.managed import managed_status
+    from ..endpoints import resolve_cloud
+
+    cloud = resolve_cloud()
+    data = managed_status(c, cloud)
+    if data is None:
+        return None
+    keys = ("job", "status", "attempts", "gpu_class", "data_center", "estimate_usd", "allowance_usd", "spent_usd",
+            "error")
+    jobs = [{k: j.get(k) for k in keys} for j in data.get("jobs", [])]
+    for j in jobs:
+        j["attempts"], j["spent_usd"] = int(j["attempts"] or 0), float(j["spent_usd"] or 0.0)
+    controller = data.get("controller") or {}
+    return {"campaign": c.name, "cloud": cloud.name, "status": data.get("status", "unknown"),
+            "budget_usd": float(data.get("budget_usd") or c.settings.budget_usd),
+            "spent_usd": float(data.get("spent_usd") or 0.0), "jobs": jobs,
+            "managed": {"source": data.get("source", ""), "controller_pod": controller.get("pod_id"),
+                        "controller_usd": float(data.get("controller_usd") or 0.0),
+                        "reserve_usd": float(data.get("reserve_usd") or 0.0),
+                        "prior_usd": float(data.get("prior_usd") or 0.0), "adopted": list(data.get("adopted", []))}}
+
+
+def managed_table(c: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    from ..money import usd
+
+    m = c["managed"]
+    budget = c["budget_usd"]
+    table = Table(title=f"campaign {c['campaign']} (detached): {c['status']}, from the {m['source']}")
+    for col in ("job", "status", "try", "GPU", "data center", "estimate", "allowance", "spent", "note"):
+        table.add_column(col, justify="right" if col in ("estimate", "allowance", "spent", "try") else "left")
+    for r in c["jobs"]:
+        table.add_row(r["job"], r["status"], str(r["attempts"]), r["gpu_class"] or "", r["data_center"] or "any",
+                      usd(r["estimate_usd"] or 0, like=budget),
+                      usd(r["allowance_usd"], like=budget) if r["allowance_usd"] else "",
+                      usd(r["spent_usd"], like=budget), r["error"] or "")
+    table.add_section()
+    table.add_row("controller", m["controller_pod"] or "", "", "", "", "", usd(m["reserve_usd"], like=budget),
+                  usd(m["controller_usd"], like=budget), "reserved / spent")
+    if m["prior_usd"]:
+        table.add_row("earlier", "", "", "", "", "", "", usd(m["prior_usd"], like=budget), "lost controllers' pods")
+    table.add_row("total", c["status"], "", "", c["cloud"], "", f"budget {usd(budget)}",
+                  usd(c["spent_usd"], like=budget), "")
     return table

@@ -115,6 +115,7 @@ def plan(ctx: RunContext) -> dict[str, Any]:
         volume_dir = f"{ctx.remote.workspace}/results/{job.name}/{ctx.started.strftime('%Y%m%d_%H-%M-%S')}"
     return {
         "job": job.name, "job_id": ctx.job_id, "stamp": ctx.started.isoformat(),
+        "campaign": (ctx.store.job(ctx.job_id) or {}).get("campaign"),  # a campaign adopts its published results
         "stages": [r.name for r in TABLE if r.supervised],
         "state_file": f"{pod_dir(ctx)}/state.json",
         "jobs_dir": str(ctx.remote.jobs_dir),

@@ -58,6 +58,9 @@ def teardown(ctx: RunContext) -> TeardownDone:
         return TeardownDone(pods=tuple(p.name for p in ctx.store.pods(job_id=ctx.job_id)))
 
 
+CAMPAIGN_ENV, CAMPAIGN_JOB_ENV = "PISTACHIO_CAMPAIGN", "PISTACHIO_CAMPAIGN_JOB"
+
+
 def pod_dead(ctx: RunContext) -> bool:
     from ..pods.lifecycle import DEAD
     from ..runpod.port import RunPodApiError
@@ -80,8 +83,15 @@ def _pod_spec(ctx: RunContext) -> Any:
     return PodSpec(
         purpose="job", label=ctx.job.name, gpu_classes=ctx.gpu_classes, public_key=public_key(), job_id=ctx.job_id,
         data_centers=tuple(ctx.job.data_centers), network_volume_id=volume_id, network_volume_dc=volume_dc,
-        interruptible=ctx.job.interruptible,
+        interruptible=ctx.job.interruptible, env=campaign_env(ctx),
     )
+
+
+def campaign_env(ctx: RunContext) -> dict[str, str]:
+    """A campaign job's pod says whose it is in its environment, which RunPod's pod list shows: a managed campaign's
+    new controller finds (adopts) the job pods of one that was lost (campaign/managed.py)."""
+    campaign = (ctx.store.job(ctx.job_id) or {}).get("campaign")
+    return {CAMPAIGN_ENV: campaign, CAMPAIGN_JOB_ENV: ctx.job.name} if campaign else {}
 
 
 def _volume(wanted: bool | None) -> tuple[str | None, str | None]:

@@ -33,6 +33,9 @@ def find_orphans(
         if not pod.name.startswith(NAME_PREFIX) or pod.status == PodStatus.TERMINATED:
             continue
         rec = store.pod(pod.id) or store.pod(pod.name)
+        if (rec is None or rec.purpose == "controller") and pod.env.get("PISTACHIO_CAMPAIGN") and \
+                (rec is None or rec.status != "gone"):
+            continue  # a detached campaign's pod (controller or job): its own guard bounds it; `campaign stop` ends it
         why = _why_orphan(rec, running_jobs, now)
         if why:
             orphans.append(Orphan(pod, rec, why))

@@ -269,6 +269,7 @@ class Supervisor:
         for conf in Path(spec["config_dir"]).glob("*.toml"):
             shutil.copyfile(conf, report / "configs" / conf.name)
         result = {"job": self.plan["job"], "job_id": self.plan["job_id"], "stamp": self.plan["stamp"],
+                  "campaign": self.plan.get("campaign"),
                   **{k: self.state["results"][k] for k in ("caption", "split") if k in self.state["results"]},
                   "train": trained, "select": chosen, "launches": self.state["launches"]}
         (report / RESULT_FILE).write_text(json.dumps(result, indent=1))

@@ -36,6 +36,7 @@ class SandboxInfo:
     pid: int
     repos: dict[str, RepoPin] = field(default_factory=dict)
     wheels: dict[str, WheelPin] = field(default_factory=dict)  # served by the sandbox's package index
+    index_url: str | None = None  # the package index (PEP 503 root) pods install Python packages from
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SandboxInfo:
@@ -48,6 +49,7 @@ class SandboxInfo:
             pid=int(data["pid"]),
             repos={name: RepoPin(**pin) for name, pin in (data.get("repos") or {}).items()},
             wheels={name: WheelPin(**pin) for name, pin in (data.get("wheels") or {}).items()},
+            index_url=data.get("index_url"),
         )
 
 

@@ -245,7 +245,7 @@ async def serve(home, cloud, scenario, api_sock, hf_sock, boot, repos, repo_erro
     from . import pypi
 
     wheels = pypi.build_index(home / "pypi")  # the package index's stand-in wheels (milliseconds)
-    app = build_api_app(cloud, {"boot": boot}, shutdown, pypi.routes(wheels))
+    app = build_api_app(cloud, {"boot": boot}, shutdown, pypi.routes(wheels, image_cache_dir() / "pypi-deps"))
     from . import requestlog
 
     if requestlog.enabled():
@@ -280,6 +280,7 @@ async def serve(home, cloud, scenario, api_sock, hf_sock, boot, repos, repo_erro
         "api_key": cloud.api_key,
         "repos": repos,
         "wheels": pypi.wheel_pins(wheels, f"http://127.0.0.1:{api_port}"),
+        "index_url": pypi.index_url(f"http://127.0.0.1:{api_port}"),
         "repo_error": repo_error[0] if repo_error else None,
         "scenario": str(scenario_path) if scenario_path else None,
         "started_at": time.time(),
