@@ -9,7 +9,8 @@ tool there and starts it as a detached job), the same executor as a local `campa
 - runs the executor with the budget less its own reserve and what earlier controllers spent (the plan file), so
   jobs + controllers never pass the campaign's budget;
 - writes status.json beside the plan (read over SSH by `campaign status`) and publishes it, with every pod it knows
-  (id, $/h, $ so far), to `<hf_namespace>/<campaign>-campaign` every PUBLISH_EVERY_S and at the end;
+  (id, $/h, $ so far), to `<hf_namespace>/<campaign>-campaign` on each change (at most once a minute), every
+  PUBLISH_EVERY_S and at the end;
 - terminates its own pod when the campaign is over; its guard (started with the pod) ends it at its max runtime,
   and when it died and no job of its runs.
 """
@@ -25,7 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-PUBLISH_EVERY_S = 30.0
+# The Hub refuses more than 128 commits an hour ("You have exceeded the rate limit for repository commits (128 per
+# hour)"), and the job pods publish with the same token: the ledger goes out on a change at most once a minute, and
+# every 10 minutes without one (its pods' costs move on; RunPod's billing is the check after a loss).
+PUBLISH_EVERY_S = 600.0
+PUBLISH_GAP_S = 60.0
 
 
 class Controller:
@@ -114,8 +119,10 @@ class Controller:
     def _status_loop(self, stop: threading.Event) -> None:
         last = 0.0
         while not stop.wait(2.0):
-            due = self.changed.is_set() or time.monotonic() - last >= PUBLISH_EVERY_S
-            self.changed.clear()
+            since = time.monotonic() - last
+            due = (self.changed.is_set() and since >= PUBLISH_GAP_S) or since >= PUBLISH_EVERY_S
+            if due:
+                self.changed.clear()  # a change inside the gap stays pending until the gap has passed
             try:
                 self.write_status(publish=due)
             except Exception as exc:
