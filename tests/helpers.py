@@ -5,6 +5,7 @@ Importable as `helpers` from any test module: pytest puts tests/ on sys.path for
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -42,6 +43,13 @@ PIPELINE_FAST_ENV = {
     "PISTACHIO_TRAIN_SYNC_S": "0.5",
     "PISTACHIO_RECONNECT_S": "90",
 }
+
+
+def default_sigint() -> None:
+    """`preexec_fn` for a CLI spawned on a pseudo-terminal: Ctrl-C is SIGINT at its default, as in a person's shell,
+    even when the test runner was started with SIGINT ignored (nohup, `trap '' INT`): a child inherits SIG_IGN
+    through exec, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def live_pods(admin) -> list[dict]:  # type: ignore[no-untyped-def]

@@ -7,7 +7,7 @@ import os
 
 import pexpect
 import pytest
-from helpers import CLI, live_pods
+from helpers import CLI, default_sigint, live_pods
 
 from .conftest import write_campaign
 
@@ -16,7 +16,8 @@ from .conftest import write_campaign
 def test_campaign_run_on_a_terminal_shows_a_live_table_and_the_jobs_warnings(sandbox, sandbox_admin, tmp_path):
     camp = write_campaign(tmp_path, jobs=1, budget=2.0)
     child = pexpect.spawn(CLI, ["--sandbox", "campaign", "run", str(camp), "--yes"],
-                          env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}, encoding="utf-8", timeout=540)
+                          env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}, encoding="utf-8",
+                          preexec_fn=default_sigint, timeout=540)
     child.expect(r"campaign test-camp")  # the live table's title
     child.expect(r"\$ / allowance")
     child.expect(pexpect.EOF)

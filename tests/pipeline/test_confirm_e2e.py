@@ -9,7 +9,7 @@ import re
 import subprocess
 
 import pexpect
-from helpers import CLI, live_pods
+from helpers import CLI, default_sigint, live_pods
 
 from .conftest import write_project
 
@@ -18,6 +18,7 @@ PLAN_LINES = ("plan: ", "  GPU        ", "  cost       ", "  limit      ")
 
 def _spawn(*args: str, env: dict[str, str] | None = None) -> pexpect.spawn:
     return pexpect.spawn(CLI, list(args), env={**os.environ, "COLUMNS": "200", **(env or {})}, encoding="utf-8",
+                         preexec_fn=default_sigint,
                          timeout=120)
 
 

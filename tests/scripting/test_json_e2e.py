@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 import pexpect
 import pytest
-from helpers import CLI, confirmed, live_pods
+from helpers import CLI, confirmed, default_sigint, live_pods
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "data" / "schemas"
 
@@ -89,7 +89,7 @@ def test_errors_on_a_terminal_are_red_unless_no_color(tmp_path, no_color):
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
     env.update({"COLUMNS": "200", **({"NO_COLOR": "1"} if no_color else {})})
     child = pexpect.spawn(CLI, ["train", "nosuchjob"], cwd=str(tmp_path), env=env,
-                          encoding="utf-8", timeout=60)
+                          encoding="utf-8", preexec_fn=default_sigint, timeout=60)
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 3  # bad configuration
@@ -100,7 +100,7 @@ def test_exit_codes_usage_config_interrupted(sandbox, sandbox_admin, tmp_path):
     assert run("train").returncode == 2  # usage: JOB is missing
     assert run("train", str(tmp_path / "nothing-here")).returncode == 3  # bad configuration
     child = pexpect.spawn(CLI, ["up", "--gpu", "a6000", "--no-models"], env={**os.environ, "COLUMNS": "200"},
-                          encoding="utf-8", timeout=120)
+                          encoding="utf-8", preexec_fn=default_sigint, timeout=120)
     child.expect(r"Rent it\? \[y/N\]")
     child.sendintr()  # Ctrl-C at the question
     child.expect(pexpect.EOF)
