@@ -9,6 +9,7 @@ models folders) and a local folder, so the client and the pod-side supervisor ca
 from __future__ import annotations
 
 import json
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -87,7 +88,7 @@ def render_samples(client: ComfyClient, files: WanFiles, samples: list[Sample], 
         kind = "clip" if sample.is_clip else "still"
         rendered.append(Rendered(prompt=sample.prompt, seed=sample.seed, kind=kind, without=names[0],
                                  with_lora=names[1], seconds=round(time.monotonic() - t0, 3)))
-        say(f"sample {i + 1}/{len(samples)} ({kind}): {sample.prompt[:60]}")
+        say(f"sample {i + 1}/{len(samples)} ({kind}): {textwrap.shorten(sample.prompt, 60, placeholder=' …')}")
     sheet = contact_sheet([(r.prompt, out_dir / r.without, out_dir / r.with_lora) for r in rendered],
                           out_dir / SHEET, title=f"{lora}: samples with and without the LoRA")
     result = SampleSet(folder=out_dir, lora=lora, rendered=tuple(rendered), sheet=sheet,

@@ -77,6 +77,17 @@ def test_a_clip_is_an_animated_webp(comfy, tmp_path):
         assert img.n_frames == 33
 
 
+def test_a_long_prompt_is_shortened_on_a_whole_word_in_the_progress_line(comfy, tmp_path):
+    prompt = "pip7, A square image, 512x512 pixels, dominated by brown tones, soft light from the left"
+    said: list[str] = []
+    with ComfyClient(comfy.url) as client:
+        render_samples(client, FILES, plan_samples([prompt], seed=1, resolution=128), lora="pip.safetensors",
+                       out_dir=tmp_path, say=said.append)
+    [line] = [m for m in said if m.startswith("sample 1/1")]
+    shown = line.split(": ", 1)[1]
+    assert shown.endswith(" …") and prompt.startswith(shown.removesuffix(" …") + " ")  # cut between words
+
+
 def test_a_missing_model_file_fails_with_comfyuis_error_naming_it(comfy):
     graph = build_graph(WanFiles("wan2.1_t2v_14B_missing.safetensors", FILES.text_encoder, FILES.vae),
                         Sample("pip7", seed=1), lora="pip.safetensors")
